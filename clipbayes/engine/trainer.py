@@ -1,0 +1,195 @@
+"""The base Dassl trainer every method shares.
+
+It builds CLIP, freezes it, hands the learnable ``learner`` of the method's model to Dassl
+(``register_model("prompt_learner", ...)``, so checkpoints sit where CoOp puts them), builds the optimiser from
+the OPTIM keys with a torch-native schedule, and runs training steps with precision handling and a NaN guard.
+It replaces the parts of Dassl that fail on current torch: warm-up schedulers, ``torch.load`` of checkpoints,
+``load_model`` without a validation result; and it writes checkpoints atomically.
+
+A method is a subclass that sets ``METHOD_KEY`` (its config node under ``TRAINER``) and implements
+``build_prompt_model(clip_model, classnames) -> PromptCLIP``.
+"""
+from __future__ import annotations
+
+import math
+import os.path as osp
+
+import torch
+
+from clipbayes.compat import import_dassl
+from clipbayes.engine import checkpoint as ckpt
+from clipbayes.engine.schedule import build_lr_scheduler
+from clipbayes.modeling.clip_loader import load_clip
+from clipbayes.modeling.precision import apply_precision, autocast, resolve_precision
+
+import_dassl()
+from dassl.engine import TrainerX  # noqa: E402
+from dassl.optim import build_optimizer  # noqa: E402
+from dassl.utils import count_num_param  # noqa: E402
+
+LEARNER_NAME = "prompt_learner"
+# Buffers that CoOp/CoCoOp store in their checkpoints but that depend only on the class names.
+_CLASS_DEPENDENT_BUFFERS = ("token_prefix", "token_suffix")
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+class PromptTrainer(TrainerX):
+    METHOD_KEY = ""  # config node under cfg.TRAINER, e.g. "COOP"
+
+    # --- construction ------------------------------------------------------------------------------------------
+    @property
+    def method_cfg(self):
+        return self.cfg.TRAINER[self.METHOD_KEY]
+
+    def check_cfg(self, cfg):
+        prec = cfg.TRAINER[self.METHOD_KEY].PREC
+        if prec not in ("fp16", "fp32", "amp", "bf16"):
+            raise ValueError(f"TRAINER.{self.METHOD_KEY}.PREC must be fp16, fp32, amp or bf16; got '{prec}'")
+
+    def build_prompt_model(self, clip_model, classnames):
+        raise NotImplementedError
+
+    def build_model(self):
+        cfg = self.cfg
+        classnames = self.dm.dataset.classnames
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.CLIP.CACHE_DIR or None)
+        self.precision = resolve_precision(self.method_cfg.PREC, self.device)
+        apply_precision(clip_model, self.precision)
+
+        print("Building the prompt model")
+        self.model = self.build_prompt_model(clip_model, classnames)
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(name.startswith("learner."))
+        self.model.to(self.device)
+        learner = self.model.learner
+        trainable = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        print(f"Parameters to update: {trainable}")
+        print(f"# params: {count_num_param(self.model):,} (trainable: "
+              f"{sum(p.numel() for p in self.model.parameters() if p.requires_grad):,})")
+        if learner is not None and trainable:
+            self.optim = build_optimizer(learner, cfg.OPTIM)
+            self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+            self.register_model(LEARNER_NAME, learner, self.optim, self.sched)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
+
+    @property
+    def is_trainable(self) -> bool:
+        return bool(self.get_model_names())
+
+    # --- one training step ---------------------------------------------------------------------------------------
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def forward_backward(self, batch):
+        images, labels = self.parse_batch_train(batch)
+        with autocast(self.precision, self.device):
+            loss, scores, extras = self.model.train_loss(images, labels)
+        self.check_finite(loss)
+        self.optim.zero_grad()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optim)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optim.step()
+        summary = {"loss": loss.item(), "acc": (scores.argmax(-1) == labels).float().mean().item() * 100}
+        summary.update({k: float(v) for k, v in extras.items()})
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLossError(
+                f"The training loss is {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1} "
+                f"(lr {self.get_current_lr():.3e}, precision {self.precision}). No checkpoint was written for this "
+                f"epoch; earlier ones in {self.output_dir} are intact. Try PREC fp32 or a lower OPTIM.LR.")
+
+    # --- evaluation ----------------------------------------------------------------------------------------------
+    def model_inference(self, images):
+        with autocast(self.precision, self.device):
+            return self.model.predict(images).float()
+
+    @torch.no_grad()
+    def test(self, split=None):
+        with self.model.evaluation_cache():
+            return super().test(split)
+
+    # --- training loop hooks -------------------------------------------------------------------------------------
+    def train(self):
+        if not self.is_trainable:
+            print(f"{type(self).__name__} has no parameters to train; evaluating directly")
+            self.test()
+            return
+        super().train()
+
+    # --- checkpoints ----------------------------------------------------------------------------------------------
+    def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
+        for name in self.get_model_names():
+            state = {
+                "state_dict": self._models[name].state_dict(),
+                "epoch": epoch + 1,
+                "optimizer": self._optims[name].state_dict() if self._optims[name] is not None else None,
+                "scheduler": self._scheds[name].state_dict() if self._scheds[name] is not None else None,
+                "val_result": val_result,
+            }
+            file_name = model_name or f"model.pth.tar-{epoch + 1}"
+            ckpt.save_checkpoint(state, osp.join(directory, name), file_name)
+            if is_best:
+                ckpt.save_checkpoint(state, osp.join(directory, name), "model-best.pth.tar", update_pointer=False)
+
+    def resume_model_if_exist(self, directory):
+        names = self.get_model_names()
+        paths = {name: ckpt.newest_checkpoint(osp.join(directory, name)) for name in names}
+        if not names or any(p is None for p in paths.values()):
+            print("No checkpoint found, train from scratch")
+            return 0
+        print(f"Found checkpoint at {directory} (will resume training)")
+        start_epoch = 0
+        for name, path in paths.items():
+            state = ckpt.load_checkpoint(path)
+            self._load_learner_state(name, state["state_dict"], path)
+            if self._optims[name] is not None and state.get("optimizer") is not None:
+                self._optims[name].load_state_dict(state["optimizer"])
+            if self._scheds[name] is not None and state.get("scheduler") is not None:
+                self._scheds[name].load_state_dict(state["scheduler"])
+            start_epoch = state["epoch"]
+            print(f"Resumed {name} from {path} (epoch {start_epoch})")
+        return start_epoch
+
+    def load_model(self, directory, epoch=None):
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given")
+            return
+        file_name = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            path = osp.join(directory, name, file_name)
+            if not osp.exists(path):
+                raise FileNotFoundError(
+                    f"No model at {path}. Check --model-dir and --load-epoch (the epochs saved are the files "
+                    f"model.pth.tar-<epoch> in {osp.join(directory, name)}).")
+            state = ckpt.load_checkpoint(path)
+            val = state.get("val_result")
+            val_text = f"{val:.1f}" if isinstance(val, (int, float)) and math.isfinite(val) else "none"
+            print(f"Load {path} to {name} (epoch={state['epoch']}, val_result={val_text})")
+            self._load_learner_state(name, state["state_dict"], path)
+
+    def _load_learner_state(self, name, state_dict, path):
+        state_dict = {k: v for k, v in state_dict.items() if k.split(".")[-1] not in _CLASS_DEPENDENT_BUFFERS}
+        module = self._models[name]
+        expected = module.state_dict()
+        missing = sorted(set(expected) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(expected))
+        mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+                      for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
+        if missing or unexpected or mismatched:
+            raise RuntimeError(
+                f"Checkpoint {path} does not fit trainer {type(self).__name__} with this config: "
+                f"missing {missing}, unexpected {unexpected}, shape mismatch {mismatched}. Was it written by "
+                f"another trainer, another number of classes (class-specific context) or other N_CTX?")
+        module.load_state_dict(state_dict)

@@ -1,0 +1,131 @@
+"""The frozen CLIP around a learnable prompt module: the data flow every trainer shares.
+
+    images --frozen image encoder--> f (B, E), L2-normalised
+    ctx (..., K, M, D) --ClassPrompts--> prompts (..., C, T, D) --TextEncoder--> g (..., C, E), L2-normalised
+    logits = exp(logit_scale) * <f, g>
+
+A method subclasses :class:`PromptCLIP` and defines ``train_loss(images, labels)`` and ``predict(images)``; its
+learnable parameters live in ``self.learner`` (the only module the trainer optimises and checkpoints).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from clipbayes.modeling.text import ClassPrompts, TextEncoder, count_tokens, tokenize
+
+
+def initial_context(text_encoder: TextEncoder, n_ctx: int, ctx_init: str = "",
+                    n_classes: int | None = None, std: float = 0.02) -> torch.Tensor:
+    """Initial context vectors: (M, D), or (C, M, D) when ``n_classes`` is given (class-specific context).
+
+    From words (``ctx_init``, "_" read as a space): the token embeddings of those words, M = their token count,
+    copied to every class. Otherwise N(0, std^2) draws from the global RNG (seeded by train.py), as CoOp.
+    """
+    width = text_encoder.token_embedding.weight.shape[1]
+    dtype = text_encoder.dtype
+    if ctx_init:
+        words = ctx_init.replace("_", " ")
+        n_words = count_tokens(words)
+        tokens = tokenize([words]).to(text_encoder.token_embedding.weight.device)
+        with torch.no_grad():
+            ctx = text_encoder.embed(tokens)[0, 1:1 + n_words].clone()
+        if n_classes is not None:
+            ctx = ctx.unsqueeze(0).repeat(n_classes, 1, 1)
+        return ctx
+    shape = (n_ctx, width) if n_classes is None else (n_classes, n_ctx, width)
+    return torch.empty(shape, dtype=dtype, device=text_encoder.token_embedding.weight.device).normal_(std=std)
+
+
+def context_length(n_ctx: int, ctx_init: str) -> int:
+    """M: the number of context slots (the token count of ``ctx_init`` when it is given)."""
+    return count_tokens(ctx_init.replace("_", " ")) if ctx_init else n_ctx
+
+
+class PromptCLIP(nn.Module):
+    """Frozen CLIP encoders + class prompts + a learnable ``learner``.
+
+    Class prompts with context slots are built when ``n_ctx`` or ``ctx_init`` is given. The method assigns its
+    learnable module to ``self.learner``. Subclasses implement ``train_loss(images, labels) -> (loss, scores (B, C), extra scalars dict)`` and
+    ``predict(images) -> scores (B, C)`` (logits or log-probabilities: the argmax is the prediction).
+    """
+
+    def __init__(self, clip_model, classnames: list[str], n_ctx: int = 0, ctx_init: str = "",
+                 position: str = "end",
+                 text_chunk_size: int = 0, text_checkpointing: bool = False):
+        super().__init__()
+        self.classnames = list(classnames)
+        self.image_encoder = clip_model.visual
+        self.text_encoder = TextEncoder(clip_model, text_chunk_size, text_checkpointing)
+        self.logit_scale = clip_model.logit_scale
+        self.prompts = (ClassPrompts(self.text_encoder, classnames, context_length(n_ctx, ctx_init), ctx_init,
+                                     position) if (n_ctx or ctx_init) else None)
+        self.learner: nn.Module | None = None  # set by the method
+        self._eval_text_features: torch.Tensor | None = None
+        self._caching = False
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.text_encoder.dtype
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classnames)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, E) unit-norm image features."""
+        return F.normalize(self.image_encoder(images.type(self.dtype)), dim=-1)
+
+    def encode_prompts(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Context (..., K, M, D) -> unit-norm class text features (..., C, E), one batched text pass."""
+        prompts = self.prompts(ctx)
+        lead = prompts.shape[:-3]
+        flat = prompts.reshape(-1, *prompts.shape[-2:])
+        eot = self.prompts.eot.repeat(flat.shape[0] // self.num_classes)
+        features = self.text_encoder(flat, eot)
+        return F.normalize(features, dim=-1).reshape(*lead, self.num_classes, -1)
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.exp()
+
+    # --- evaluation cache: image-independent class features are encoded once per evaluation ---------------------
+    @contextlib.contextmanager
+    def evaluation_cache(self):
+        """Within this block, ``cached_text_features(fn)`` calls ``fn`` once and reuses its result."""
+        self._caching, self._eval_text_features = True, None
+        try:
+            yield
+        finally:
+            self._caching, self._eval_text_features = False, None
+
+    def cached_text_features(self, compute) -> torch.Tensor:
+        if not self._caching:
+            return compute()
+        if self._eval_text_features is None:
+            self._eval_text_features = compute()
+        return self._eval_text_features
+
+    def train_loss(self, images: torch.Tensor, labels: torch.Tensor):
+        raise NotImplementedError
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@torch.no_grad()
+def handcrafted_text_features(text_encoder: TextEncoder, classnames: list[str], templates: list[str],
+                              chunk: int = 1000) -> torch.Tensor:
+    """(C, E) unit-norm features of hand-crafted prompts ``template.format(name)``.
+
+    Several templates form an ensemble: the mean of the per-template unit-norm features, renormalised.
+    """
+    names = [name.replace("_", " ") for name in classnames]
+    per_template = []
+    for template in templates:
+        texts = [template.format(name) for name in names]
+        feats = torch.cat([text_encoder.encode_texts(texts[i:i + chunk]) for i in range(0, len(texts), chunk)])
+        per_template.append(F.normalize(feats.float(), dim=-1))
+    return F.normalize(torch.stack(per_template).mean(0), dim=-1)

@@ -1,0 +1,6 @@
+"""Trainers registered in Dassl's TRAINER_REGISTRY; importing this package registers them all."""
+from clipbayes.trainers.zeroshot import ZeroshotCLIP
+from clipbayes.trainers.coop import CoOp
+from clipbayes.trainers.cocoop import CoCoOp
+
+__all__ = ["ZeroshotCLIP", "CoOp", "CoCoOp"]

@@ -1,0 +1,74 @@
+"""CoCoOp (Zhou et al., CVPR 2022): CoOp's context shifted per image by a meta-net.
+
+    pi(x) = W2 ReLU(W1 f(x))   (hidden width vis_dim // 16),   v_m(x) = v_m + pi(x)
+    logits[b, c] = exp(logit_scale) * f(x_b) . g(t_c(x_b)),   loss = CE(logits, y)
+All B x C prompts of a batch go through the text encoder in one (optionally chunked) pass.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from clipbayes.config import method_config
+from clipbayes.engine.trainer import PromptTrainer
+from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context
+from clipbayes.trainers.coop import prompt_model_kwargs
+
+from dassl.engine import TRAINER_REGISTRY
+
+
+@method_config("COCOOP")
+def _defaults(node):
+    node.N_CTX = 16
+    node.CTX_INIT = ""
+    node.PREC = "fp16"
+
+
+class MetaNetContext(nn.Module):
+    """``ctx`` (M, D) and ``meta_net``; forward(f (B, E)) -> per-image context (B, 1, M, D)."""
+
+    def __init__(self, ctx: torch.Tensor, vis_dim: int):
+        super().__init__()
+        self.ctx = nn.Parameter(ctx)
+        hidden = vis_dim // 16
+        self.meta_net = nn.Sequential(OrderedDict([
+            ("linear1", nn.Linear(vis_dim, hidden)),
+            ("relu", nn.ReLU(inplace=True)),
+            ("linear2", nn.Linear(hidden, ctx.shape[-1])),
+        ])).to(ctx.dtype)
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:
+        shift = self.meta_net(image_features.to(self.ctx.dtype))  # (B, D)
+        return (self.ctx.unsqueeze(0) + shift.unsqueeze(1)).unsqueeze(1)
+
+
+class CoCoOpModel(PromptCLIP):
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        image_features = self.encode_images(images)  # (B, E)
+        text = self.encode_prompts(self.learner(image_features))  # (B, C, E)
+        return self.scale() * torch.einsum("be,bce->bc", image_features, text)
+
+    def train_loss(self, images, labels):
+        logits = self.logits(images)
+        return F.cross_entropy(logits, labels), logits, {}
+
+    def predict(self, images):
+        return self.logits(images)
+
+
+def build_cocoop_model(cfg, node, clip_model, classnames) -> CoCoOpModel:
+    model = CoCoOpModel(clip_model, classnames, **prompt_model_kwargs(cfg, node))
+    ctx = initial_context(model.text_encoder, node.N_CTX, node.CTX_INIT)
+    model.learner = MetaNetContext(ctx, vis_dim=clip_model.visual.output_dim)
+    return model
+
+
+@TRAINER_REGISTRY.register()
+class CoCoOp(PromptTrainer):
+    METHOD_KEY = "COCOOP"
+
+    def build_prompt_model(self, clip_model, classnames):
+        return build_cocoop_model(self.cfg, self.method_cfg, clip_model, classnames)

@@ -1,0 +1,49 @@
+"""ZeroshotCLIP: hand-crafted prompts, no training.
+
+    logits = exp(logit_scale) * f(x) . h_c,   h_c = unit-norm text feature of template.format(name_c)
+(template ensemble: h_c = normalise(mean_t normalise(g(template_t(name_c))))). Text features are computed once.
+"""
+from __future__ import annotations
+
+import torch
+
+from clipbayes.config import method_config
+from clipbayes.engine.trainer import PromptTrainer
+from clipbayes.modeling.prompt_clip import PromptCLIP, handcrafted_text_features
+
+from dassl.engine import TRAINER_REGISTRY
+
+
+@method_config("ZEROSHOT_CLIP")
+def _defaults(node):
+    node.TEMPLATE = ""  # "" = the dataset's template (a photo of a {}. when it has none)
+    node.ENSEMBLE = False  # average the ensemble templates instead
+    node.PREC = "fp16"
+
+
+def zeroshot_templates(cfg, template: str = "", ensemble: bool = False) -> list[str]:
+    """The hand-crafted prompt template(s) for ``cfg.DATASET.NAME``."""
+    from clipbayes.datasets.templates import ENSEMBLE_TEMPLATES, template_for
+
+    if ensemble:
+        return list(ENSEMBLE_TEMPLATES)
+    return [template or template_for(cfg.DATASET.NAME)]
+
+
+class ZeroshotModel(PromptCLIP):
+    def __init__(self, clip_model, classnames, templates):
+        super().__init__(clip_model, classnames)
+        self.register_buffer("class_features", handcrafted_text_features(self.text_encoder, classnames, templates))
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.scale() * self.encode_images(images) @ self.class_features.type(self.dtype).t()
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP(PromptTrainer):
+    METHOD_KEY = "ZEROSHOT_CLIP"
+
+    def build_prompt_model(self, clip_model, classnames):
+        templates = zeroshot_templates(self.cfg, self.method_cfg.TEMPLATE, self.method_cfg.ENSEMBLE)
+        print(f"Zero-shot prompt template(s): {templates}")
+        return ZeroshotModel(clip_model, classnames, templates)
