@@ -1,0 +1,250 @@
+"""Training objectives of the Bayesian prompt learners, as pure functions of tensors.
+
+Nothing here knows about CLIP: every function takes logits, labels or Gaussian parameters and returns
+tensors, so each formula can be tested on its own and composed by the trainers.
+
+Notation used throughout
+    L  Monte Carlo samples of the prompt residual (BayesianPrompt)
+    B  batch size
+    C  number of classes
+    D  dimension of the prompt residual (text width)
+    M  Gibbs samples of the Polya-Gamma augmented OVE likelihood (LogitPrior)
+
+BayesianPrompt (``docs/methods/bayesian_prompt_notes.md``)
+    loss = -(1/B) sum_b log((1/L) sum_l softmax(logits_l)[b, y_b]) + beta * KL(q || N(0, I))
+
+LogitPrior (``docs/methods/logit_prior_notes.md``), with f the fine-tuned and z the zero-shot logits
+    m_h   = f_y - f_h,  c_h = z_y - z_h             for every class h != y
+    omega = E[PG(1, c_h)]                            (or the official variant, see ``polya_gamma_mean``)
+    psi_h = (alpha m_h + 1/2) / (alpha + omega_h) + eps_h / sqrt(alpha + omega_h),   eps_h ~ N(0, 1)
+    loss  = (1/M) sum_m mean_b(-sum_h log sigmoid(psi_h)) + lambda_1 * mean((z - f)^2)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "log_mean_exp",
+    "mc_log_mean_exp_probs",
+    "mc_nll",
+    "gaussian_kl_to_standard_normal",
+    "bayesian_prompt_loss",
+    "polya_gamma_mean",
+    "ove_other_classes",
+    "ove_pg_loss",
+    "OMEGA_FORMULAS",
+]
+
+OMEGA_FORMULAS = ("official", "exact")
+
+# Constants of the official Polya-Gamma mean (BP_CLIP, trainers/*_ove_pg.py, ``polya_gamma_mean``).
+_OFFICIAL_C_MIN = 1e-8
+_OFFICIAL_C_MAX = 20.0
+_OFFICIAL_EPS = 1e-8
+_OFFICIAL_TANH_MAX = 10.0
+
+# Below this |c| the exact PG mean uses its Taylor series instead of tanh(c/2) / (2c).
+_EXACT_SERIES_BELOW = 1e-2
+
+
+def _work_dtype(t: Tensor) -> torch.dtype:
+    """float32 for half/bfloat16 inputs, otherwise the input's own floating dtype."""
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# BayesianPrompt
+# --------------------------------------------------------------------------------------------------
+def log_mean_exp(x: Tensor, dim: int = 0) -> Tensor:
+    """log((1/n) sum_i exp(x_i)) along ``dim`` (n = x.shape[dim]), via logsumexp - log n."""
+    return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
+
+
+def mc_log_mean_exp_probs(logits: Tensor) -> Tensor:
+    """Log of the Monte Carlo predictive distribution.
+
+    logits: (L, B, C), one set of logits per sample l.  Returns (B, C):
+        log((1/L) sum_l softmax(logits_l))  =  logsumexp_l(log_softmax(logits_l)) - log L,
+    which stays finite for arbitrarily large logits (no exp of a logit is ever formed).
+    """
+    if logits.dim() != 3:
+        raise ValueError(f"expected logits of shape (L, B, C), got {tuple(logits.shape)}")
+    log_p = F.log_softmax(logits.to(_work_dtype(logits)), dim=-1)
+    return log_mean_exp(log_p, dim=0)
+
+
+def mc_nll(logits: Tensor, labels: Tensor) -> Tensor:
+    """BayesianPrompt data term (scalar).
+
+    logits: (L, B, C); labels: (B,) int.  Returns
+        -(1/B) sum_b log((1/L) sum_l softmax(logits_l)[b, y_b]).
+    With L = 1 this is the ordinary cross-entropy.
+    """
+    log_probs = mc_log_mean_exp_probs(logits)
+    return -log_probs.gather(-1, labels.long().view(-1, 1)).mean()
+
+
+def gaussian_kl_to_standard_normal(mu: Tensor, log_var: Tensor) -> Tensor:
+    """KL(N(mu, diag(exp(log_var))) || N(0, I)), reduced to a scalar.
+
+    mu, log_var: (..., D) (same shape).  Per dimension
+        KL_d = 0.5 * (exp(l_d) + mu_d^2 - 1 - l_d),
+    averaged over D (the official reduction), then averaged over every leading (batch) dimension, e.g. the
+    B images of the conditional variant.
+    """
+    if mu.shape != log_var.shape:
+        raise ValueError(f"mu {tuple(mu.shape)} and log_var {tuple(log_var.shape)} differ in shape")
+    kl = 0.5 * (torch.exp(log_var) + mu.pow(2) - 1.0 - log_var)
+    return kl.mean(dim=-1).mean()
+
+
+def bayesian_prompt_loss(
+    logits: Tensor, labels: Tensor, mu: Tensor, log_var: Tensor, kl_weight: float = 1e-3
+) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """Full BayesianPrompt objective: ``mc_nll(logits, labels) + kl_weight * KL``.
+
+    logits: (L, B, C); labels: (B,); mu, log_var: (1, D) (unconditional) or (B, D) (conditional).
+    Returns (loss, {"nll": ..., "kl": ...}) with the parts detached (the KL unweighted).
+    """
+    nll = mc_nll(logits, labels)
+    kl = gaussian_kl_to_standard_normal(mu, log_var)
+    loss = nll + kl_weight * kl
+    return loss, {"nll": nll.detach(), "kl": kl.detach()}
+
+
+# --------------------------------------------------------------------------------------------------
+# LogitPrior: Polya-Gamma augmented one-vs-each likelihood
+# --------------------------------------------------------------------------------------------------
+def polya_gamma_mean(c: Tensor, formula: str = "official") -> Tensor:
+    """Polya-Gamma "mean" omega(c), element-wise, same shape as ``c`` (at least float32).
+
+    formula="exact":    E[PG(1, c)] = tanh(c/2) / (2c); even in c, equal to 1/4 at c = 0.  For |c| < 1e-2 the
+                        series 1/4 - c^2/48 + c^4/480 is used, so there is no 0/0.
+    formula="official": the value BP_CLIP computes (b = 1):
+                            c' = clamp(c, 1e-8, 20),   omega = tanh(min(c'/2, 10)) / (c' + 1e-8).
+                        For 1e-6 < c < 20 this is about 2 x the exact mean.  Every c <= 1e-8 (all negative
+                        differences) gives tanh(5e-9) / 2e-8 = 1/4, while small positive c gives ~1/2, and
+                        every c >= 20 gives tanh(10) / 20 ~ 0.05.
+    """
+    c = c.to(_work_dtype(c))
+    if formula == "official":
+        c_clamped = torch.clamp(c, min=_OFFICIAL_C_MIN, max=_OFFICIAL_C_MAX)
+        half = torch.clamp(0.5 * c_clamped, max=_OFFICIAL_TANH_MAX)
+        return torch.tanh(half) / (c_clamped + _OFFICIAL_EPS)
+    if formula == "exact":
+        a = c.abs()
+        small = a < _EXACT_SERIES_BELOW
+        a_safe = torch.where(small, torch.ones_like(a), a)
+        direct = torch.tanh(0.5 * a_safe) / (2.0 * a_safe)
+        c2 = c * c
+        series = 0.25 - c2 / 48.0 + c2 * c2 / 480.0
+        return torch.where(small, series, direct)
+    raise ValueError(f"unknown omega formula {formula!r}; expected one of {OMEGA_FORMULAS}")
+
+
+def ove_other_classes(labels: Tensor, num_classes: int) -> Tensor:
+    """Indices of the classes other than the label, in increasing order.
+
+    labels: (B,) int.  Returns (B, C-1) long with row b = [h for h in range(C) if h != y_b], built without a
+    loop: entry k is k + (k >= y_b).  This fixes the order of the OVE pairs (y_b, h) everywhere (and of the
+    noise passed to ``ove_pg_loss``).
+    """
+    k = torch.arange(num_classes - 1, device=labels.device)
+    return k.unsqueeze(0) + (k.unsqueeze(0) >= labels.long().view(-1, 1)).long()
+
+
+def ove_pg_loss(
+    finetuned_logits: Tensor,
+    zeroshot_logits: Tensor,
+    labels: Tensor,
+    alpha: float = 1.0,
+    lambda_1: float = 0.2,
+    omega_formula: str = "official",
+    num_samples: Optional[int] = None,
+    noise: Optional[Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> Tuple[Tensor, Dict[str, Tensor]]:
+    """LogitPrior objective: PG-augmented one-vs-each likelihood plus a Gaussian logit prior at zero-shot CLIP.
+
+    Shapes
+        finetuned_logits f: (B, C) for CoOp/CoCoOp bases, or (L, B, C) for a BayesianPrompt base (L samples).
+        zeroshot_logits  z: (B, C); detached here, so it never receives a gradient.
+        labels           y: (B,) int.
+        noise: standard-normal eps of shape (M, B, C-1), or (M, L, B, C-1) for 3-D logits; the leading M may be
+            omitted (then M = 1).  noise[m, (l,) b, k] is used for the pair (y_b, h) where h is the k-th class
+            other than y_b in increasing order (``ove_other_classes``).  Drawn with ``generator`` when None.
+        num_samples: M when ``noise`` is None (default 1); must agree with noise when both are given.
+
+    Per sample b (and MC sample l), with h running over the C-1 classes != y_b
+        m_h    = f_y - f_h                    (gradient flows here only)
+        c_h    = z_y - z_h,  omega_h = polya_gamma_mean(c_h, omega_formula)
+        psi_h  = (alpha m_h + 1/2) / (alpha + omega_h) + eps_h / sqrt(alpha + omega_h)     (kappa = 1/2)
+        loglik = sum_h log sigmoid(psi_h)
+    For (L, B, C) logits the L likelihoods are averaged in probability space:
+        loglik_b = log((1/L) sum_l exp(loglik_{l,b})).
+    Then
+        nll  = (1/M) sum_m (1/B) sum_b -loglik_b
+        reg  = mean over all elements of (z - f)^2     (over L, B and C for 3-D logits)
+        loss = nll + lambda_1 * reg                    (reg omitted when lambda_1 == 0)
+    Work is O(M x L x B x C) element-wise: only the true-class row of the OVE matrix is formed.
+
+    Returns (loss, {"nll": nll, "reg": reg}) with the parts detached and reg unweighted.
+    """
+    if omega_formula not in OMEGA_FORMULAS:
+        raise ValueError(f"unknown omega formula {omega_formula!r}; expected one of {OMEGA_FORMULAS}")
+    if finetuned_logits.dim() not in (2, 3):
+        raise ValueError(f"finetuned_logits must be (B, C) or (L, B, C), got {tuple(finetuned_logits.shape)}")
+    dtype = _work_dtype(finetuned_logits)
+    f = finetuned_logits.to(dtype)
+    z = zeroshot_logits.detach().to(dtype)
+    B, C = f.shape[-2], f.shape[-1]
+    if z.shape != (B, C):
+        raise ValueError(f"zeroshot_logits must be {(B, C)}, got {tuple(z.shape)}")
+    if C < 2:
+        raise ValueError("the one-vs-each likelihood needs at least two classes")
+    labels = labels.long().to(f.device).view(-1)
+    if labels.numel() != B:
+        raise ValueError(f"expected {B} labels, got {labels.numel()}")
+
+    # true-class row of the OVE matrix: differences y - h for the C-1 classes h != y
+    others = ove_other_classes(labels, C)  # (B, C-1)
+    y_col = labels.view(B, 1)
+    lead = f.shape[:-2]  # () or (L,)
+    idx_others = others.expand(*lead, B, C - 1)
+    idx_y = y_col.expand(*lead, B, 1)
+    m = f.gather(-1, idx_y) - f.gather(-1, idx_others)  # ([L,] B, C-1)
+    with torch.no_grad():
+        c = z.gather(-1, y_col) - z.gather(-1, others)  # (B, C-1)
+        precision = alpha + polya_gamma_mean(c, omega_formula).to(dtype)  # alpha + omega
+    mean = (alpha * m + 0.5) / precision
+
+    pair_shape = tuple(m.shape)
+    if noise is None:
+        M = 1 if num_samples is None else int(num_samples)
+        if M < 1:
+            raise ValueError("num_samples must be >= 1")
+        noise = torch.randn((M,) + pair_shape, generator=generator, device=f.device, dtype=dtype)
+    else:
+        noise = noise.to(device=f.device, dtype=dtype)
+        if noise.dim() == len(pair_shape):
+            noise = noise.unsqueeze(0)
+        if tuple(noise.shape[1:]) != pair_shape:
+            raise ValueError(f"noise must be (M,) + {pair_shape}, got {tuple(noise.shape)}")
+        if num_samples is not None and int(num_samples) != noise.shape[0]:
+            raise ValueError(f"num_samples={num_samples} but noise holds {noise.shape[0]} samples")
+
+    psi = mean.unsqueeze(0) + noise * torch.rsqrt(precision)  # (M, [L,] B, C-1)
+    loglik = F.logsigmoid(psi).sum(dim=-1)  # (M, [L,] B)
+    if f.dim() == 3:
+        loglik = log_mean_exp(loglik, dim=1)  # average the L likelihoods: (M, B)
+    nll = -loglik.mean()  # mean over batch, then over the M Gibbs samples
+
+    reg = (z - f).pow(2).mean()
+    loss = nll + lambda_1 * reg if lambda_1 != 0 else nll
+    return loss, {"nll": nll.detach(), "reg": reg.detach()}
