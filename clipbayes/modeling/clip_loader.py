@@ -147,5 +147,8 @@ def load_clip(spec: str, cache_dir: str | None = None):
             f"Unknown CLIP backbone '{spec}' (MODEL.BACKBONE.NAME): not a model name and no such file.\n"
             f"Known names: {', '.join(available_backbones())}; or give the path of a CLIP checkpoint file.")
     state = read_state_dict(path)
-    model = clip.model.build_model({k: v.clone() for k, v in state.items()})
-    return model.float().eval()
+    model = clip.model.build_model({k: v.clone() for k, v in state.items()}).float()
+    # build_model rounds the weights to fp16; reload them so fp32 checkpoints stay exact.
+    model.load_state_dict({k: v for k, v in state.items() if k not in ("input_resolution", "context_length",
+                                                                       "vocab_size")})
+    return model.eval()

@@ -109,7 +109,7 @@ class ClassPrompts(nn.Module):
         if position not in CLASS_TOKEN_POSITIONS:
             raise ValueError(f"CLASS_TOKEN_POSITION must be one of {CLASS_TOKEN_POSITIONS}, got '{position}'")
         names = [name.replace("_", " ") for name in classnames]
-        prefix = ctx_init if ctx_init else " ".join(["X"] * n_ctx)
+        prefix = ctx_init.replace("_", " ") if ctx_init else " ".join(["X"] * n_ctx)
         tokens = tokenize([f"{prefix} {name}." for name in names]).to(text_encoder.text_projection.device)
         eot = eot_positions(tokens)
         length = int(eot.max()) + 1

@@ -1,0 +1,51 @@
+"""Installs the ``clipbayes`` package; Dassl.pytorch is installed separately from git (see README.md)."""
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+HERE = osp.dirname(osp.abspath(__file__))
+
+
+def version() -> str:
+    scope: dict = {}
+    with open(osp.join(HERE, "clipbayes", "__init__.py")) as f:
+        exec(f.read(), scope)
+    return scope["__version__"]
+
+
+setup(
+    name="clipbayes",
+    version=version(),
+    description="Bayesian prompt-learning trainers for CLIP (BayesianPrompt, LogitPrior, CoOp baselines) "
+                "as a Dassl.pytorch plugin",
+    long_description=open(osp.join(HERE, "README.md")).read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["clipbayes", "clipbayes.*"]),
+    install_requires=[
+        "torch>=2.0",
+        "torchvision",
+        "openai-clip",  # OpenAI's CLIP code (import name: clip)
+        "packaging",  # for clipbayes.compat's pkg_resources shim (setuptools >= 82 has no pkg_resources)
+        "ftfy",
+        "regex",
+        "yacs",
+        "tabulate",
+        "numpy",
+        "pillow",
+        "tqdm",
+        # Run-time imports of Dassl.pytorch, which is installed with --no-deps (its requirements pin old tools):
+        "gdown",
+        "tensorboard",
+        "scipy",
+        "scikit-learn",
+        "pandas",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={
+        "console_scripts": [
+            "clipbayes-train=clipbayes.cli:main",
+        ],
+    },
+)
