@@ -62,7 +62,7 @@ def _merge_file(cfg, path: str, what: str) -> None:
 
 def _explain(err: Exception) -> str:
     text = str(err).strip("'\"")
-    if "Non-existent config key" in text:
+    if "Non-existent" in text:
         key = text.split(":", 1)[-1].strip()
         return (f"unknown config key '{key}'. Check its spelling; trainer keys live under TRAINER.<NODE> "
                 f"(see configs/trainers/) and must exist in clipbayes' defaults.")
@@ -97,11 +97,8 @@ def setup_cfg(args):
         cfg.MODEL.BACKBONE.NAME = args.backbone
     if args.head:
         cfg.MODEL.HEAD.NAME = args.head
-    opts = list(args.opts or [])
-    if len(opts) % 2:
-        raise UsageError(f"Trailing options must be KEY VALUE pairs; got an odd number: {opts}")
     try:
-        cfg.merge_from_list(opts)
+        cfg.merge_from_list(list(args.opts or []))
     except (KeyError, AssertionError, ValueError) as err:
         raise UsageError(f"Cannot apply command-line options: {_explain(err)}") from err
     cfg.freeze()
@@ -109,14 +106,16 @@ def setup_cfg(args):
 
 
 def check_trainer(name: str) -> None:
-    import clipbayes.trainers  # noqa: F401
+    import clipbayes.trainers
     from dassl.engine import TRAINER_REGISTRY
 
-    registered = sorted(TRAINER_REGISTRY.registered_names())
+    ours = sorted(clipbayes.trainers.__all__)
+    others = sorted(set(TRAINER_REGISTRY.registered_names()) - set(ours))
+    listing = f"{', '.join(ours)} (Dassl's own: {', '.join(others)})"
     if not name:
-        raise UsageError(f"No trainer given. Use --trainer NAME with one of: {', '.join(registered)}")
-    if name not in registered:
-        raise UsageError(f"Unknown trainer '{name}'. Registered trainers: {', '.join(registered)}")
+        raise UsageError(f"No trainer given. Use --trainer NAME with one of: {listing}")
+    if name not in TRAINER_REGISTRY.registered_names():
+        raise UsageError(f"Unknown trainer '{name}'. Registered trainers: {listing}")
 
 
 def finished_epochs(output_dir: str) -> int | None:
@@ -165,6 +164,8 @@ def run(argv: list[str] | None = None) -> None:
     from dassl.utils import collect_env_info, set_random_seed, setup_logger
 
     check_trainer(args.trainer)
+    if len(args.opts or []) % 2:
+        raise UsageError(f"Trailing options must be KEY VALUE pairs; got an odd number: {args.opts}")
     if is_demo(args):
         from clipbayes.demo import demo_options
 
@@ -196,6 +197,9 @@ def run(argv: list[str] | None = None) -> None:
         return
     if not args.no_train:
         trainer.train()
+    if is_demo(args):
+        print(f"Demo finished; outputs in {cfg.OUTPUT_DIR}. The tiny CLIP is random, so accuracy near chance is "
+              f"expected: use a real backbone and dataset for real numbers (README.md).")
 
 
 def main(argv: list[str] | None = None) -> int:

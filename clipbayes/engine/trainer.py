@@ -6,8 +6,8 @@ the OPTIM keys with a torch-native schedule, and runs training steps with precis
 It replaces the parts of Dassl that fail on current torch: warm-up schedulers, ``torch.load`` of checkpoints,
 ``load_model`` without a validation result; and it writes checkpoints atomically.
 
-A method is a subclass that sets ``METHOD_KEY`` (its config node under ``TRAINER``) and implements
-``build_prompt_model(clip_model, classnames) -> PromptCLIP``.
+A method is a subclass that sets ``METHOD_KEY`` (its config node under ``TRAINER``) and implements the
+classmethod ``make_prompt_model(cfg, clip_model, classnames) -> PromptCLIP``.
 """
 from __future__ import annotations
 
@@ -49,8 +49,13 @@ class PromptTrainer(TrainerX):
         if prec not in ("fp16", "fp32", "amp", "bf16"):
             raise ValueError(f"TRAINER.{self.METHOD_KEY}.PREC must be fp16, fp32, amp or bf16; got '{prec}'")
 
-    def build_prompt_model(self, clip_model, classnames):
+    @classmethod
+    def make_prompt_model(cls, cfg, clip_model, classnames):
+        """The method's PromptCLIP for ``classnames``; reads its keys from ``cfg.TRAINER[cls.METHOD_KEY]``."""
         raise NotImplementedError
+
+    def build_prompt_model(self, clip_model, classnames):
+        return self.make_prompt_model(self.cfg, clip_model, classnames)
 
     def build_model(self):
         cfg = self.cfg
@@ -62,10 +67,11 @@ class PromptTrainer(TrainerX):
 
         print("Building the prompt model")
         self.model = self.build_prompt_model(clip_model, classnames)
-        for name, param in self.model.named_parameters():
-            param.requires_grad_(name.startswith("learner."))
-        self.model.to(self.device)
         learner = self.model.learner
+        self.model.requires_grad_(False)
+        if learner is not None:
+            learner.requires_grad_(True)
+        self.model.to(self.device)
         trainable = [n for n, p in self.model.named_parameters() if p.requires_grad]
         print(f"Parameters to update: {trainable}")
         print(f"# params: {count_num_param(self.model):,} (trainable: "

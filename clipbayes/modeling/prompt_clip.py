@@ -4,8 +4,10 @@
     ctx (..., K, M, D) --ClassPrompts--> prompts (..., C, T, D) --TextEncoder--> g (..., C, E), L2-normalised
     logits = exp(logit_scale) * <f, g>
 
-A method subclasses :class:`PromptCLIP` and defines ``train_loss(images, labels)`` and ``predict(images)``; its
+A method subclasses :class:`PromptCLIP` and defines ``train_logits(images)`` and ``predict(images)``; its
 learnable parameters live in ``self.learner`` (the only module the trainer optimises and checkpoints).
+The default objective is the likelihood of the labels under the training logits plus the method's weighted
+regularisers: cross-entropy for (B, C) logits, the Monte Carlo ``mc_nll`` for (L, B, C) samples of logits.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clipbayes.objectives import mc_log_mean_exp_probs, mc_nll
 from clipbayes.modeling.text import ClassPrompts, TextEncoder, count_tokens, tokenize
 
 
@@ -49,8 +52,9 @@ class PromptCLIP(nn.Module):
     """Frozen CLIP encoders + class prompts + a learnable ``learner``.
 
     Class prompts with context slots are built when ``n_ctx`` or ``ctx_init`` is given. The method assigns its
-    learnable module to ``self.learner``. Subclasses implement ``train_loss(images, labels) -> (loss, scores (B, C), extra scalars dict)`` and
-    ``predict(images) -> scores (B, C)`` (logits or log-probabilities: the argmax is the prediction).
+    learnable module to ``self.learner`` and implements
+      ``train_logits(images) -> (logits (B, C) or (L, B, C), image features (B, E), {name: weighted regulariser})``
+      ``predict(images) -> scores (B, C)`` (logits or log-probabilities: the argmax is the prediction).
     """
 
     def __init__(self, clip_model, classnames: list[str], n_ctx: int = 0, ctx_init: str = "",
@@ -108,11 +112,27 @@ class PromptCLIP(nn.Module):
             self._eval_text_features = compute()
         return self._eval_text_features
 
-    def train_loss(self, images: torch.Tensor, labels: torch.Tensor):
+    def train_logits(self, images: torch.Tensor):
         raise NotImplementedError
+
+    def train_loss(self, images: torch.Tensor, labels: torch.Tensor):
+        """(loss, scores (B, C) for the training accuracy, {name: scalar} parts to log)."""
+        logits, _, regularisers = self.train_logits(images)
+        return likelihood_loss(logits, labels, regularisers)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+def likelihood_loss(logits: torch.Tensor, labels: torch.Tensor, regularisers: dict):
+    """loss = -log p(y | x) + sum of regularisers; p is the softmax of (B, C) logits or the MC average of the
+    softmaxes of (L, B, C) logits. Returns (loss, scores (B, C), parts to log)."""
+    if logits.dim() == 2:
+        nll, scores = F.cross_entropy(logits, labels), logits
+    else:
+        nll, scores = mc_nll(logits, labels), mc_log_mean_exp_probs(logits)
+    parts = {"nll": nll, **regularisers} if regularisers else {}
+    return nll + sum(regularisers.values()), scores, parts
 
 
 @torch.no_grad()

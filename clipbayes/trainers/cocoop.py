@@ -10,7 +10,6 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from clipbayes.config import method_config
 from clipbayes.engine.trainer import PromptTrainer
@@ -46,17 +45,13 @@ class MetaNetContext(nn.Module):
 
 
 class CoCoOpModel(PromptCLIP):
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
+    def train_logits(self, images):
         image_features = self.encode_images(images)  # (B, E)
         text = self.encode_prompts(self.learner(image_features))  # (B, C, E)
-        return self.scale() * torch.einsum("be,bce->bc", image_features, text)
-
-    def train_loss(self, images, labels):
-        logits = self.logits(images)
-        return F.cross_entropy(logits, labels), logits, {}
+        return self.scale() * torch.einsum("be,bce->bc", image_features, text), image_features, {}
 
     def predict(self, images):
-        return self.logits(images)
+        return self.train_logits(images)[0]
 
 
 def build_cocoop_model(cfg, node, clip_model, classnames) -> CoCoOpModel:
@@ -70,5 +65,6 @@ def build_cocoop_model(cfg, node, clip_model, classnames) -> CoCoOpModel:
 class CoCoOp(PromptTrainer):
     METHOD_KEY = "COCOOP"
 
-    def build_prompt_model(self, clip_model, classnames):
-        return build_cocoop_model(self.cfg, self.method_cfg, clip_model, classnames)
+    @classmethod
+    def make_prompt_model(cls, cfg, clip_model, classnames):
+        return build_cocoop_model(cfg, cfg.TRAINER.COCOOP, clip_model, classnames)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from clipbayes.config import method_config
 from clipbayes.engine.trainer import PromptTrainer
@@ -53,9 +52,9 @@ class CoOpModel(PromptCLIP):
         text = self.cached_text_features(self.class_features)
         return self.scale() * self.encode_images(images) @ text.t()
 
-    def train_loss(self, images, labels):
-        logits = self.logits(images)
-        return F.cross_entropy(logits, labels), logits, {}
+    def train_logits(self, images):
+        image_features = self.encode_images(images)
+        return self.scale() * image_features @ self.class_features().t(), image_features, {}
 
     def predict(self, images):
         return self.logits(images)
@@ -72,5 +71,6 @@ def build_coop_model(cfg, node, clip_model, classnames) -> CoOpModel:
 class CoOp(PromptTrainer):
     METHOD_KEY = "COOP"
 
-    def build_prompt_model(self, clip_model, classnames):
-        return build_coop_model(self.cfg, self.method_cfg, clip_model, classnames)
+    @classmethod
+    def make_prompt_model(cls, cfg, clip_model, classnames):
+        return build_coop_model(cfg, cfg.TRAINER.COOP, clip_model, classnames)

@@ -43,7 +43,9 @@ class ZeroshotModel(PromptCLIP):
 class ZeroshotCLIP(PromptTrainer):
     METHOD_KEY = "ZEROSHOT_CLIP"
 
-    def build_prompt_model(self, clip_model, classnames):
-        templates = zeroshot_templates(self.cfg, self.method_cfg.TEMPLATE, self.method_cfg.ENSEMBLE)
+    @classmethod
+    def make_prompt_model(cls, cfg, clip_model, classnames):
+        node = cfg.TRAINER.ZEROSHOT_CLIP
+        templates = zeroshot_templates(cfg, node.TEMPLATE, node.ENSEMBLE)
         print(f"Zero-shot prompt template(s): {templates}")
         return ZeroshotModel(clip_model, classnames, templates)
