@@ -46,6 +46,7 @@ setup(
     entry_points={
         "console_scripts": [
             "clipbayes-train=clipbayes.cli:main",
+            "clipbayes-results=clipbayes.results:main",
         ],
     },
 )

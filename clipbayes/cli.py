@@ -203,9 +203,26 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run train.py; bad input and known faults end with one clear message and a non-zero exit code:
+    2 for command-line/config mistakes, 1 for data and numerical faults."""
+    from PIL import UnidentifiedImageError
+
+    from clipbayes.datasets.errors import DatasetError
+    from clipbayes.engine.trainer import NonFiniteLossError
+
     try:
         run(argv)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except DatasetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except UnidentifiedImageError as err:
+        print(f"error: corrupt or unreadable image ({err}). List every such file with\n"
+              f"  python -m clipbayes.datasets.check --root <DATA>", file=sys.stderr)
+        return 1
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0

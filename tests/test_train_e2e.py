@@ -1,0 +1,149 @@
+"""End to end through train.py on the tiny CLIP and the synthetic demo data: train -> checkpoint -> eval-only ->
+results table, resume after an interruption, and the documented behaviour on bad input."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, requires_dassl
+
+pytestmark = requires_dassl
+
+FAST = ["OPTIM.MAX_EPOCH", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "16", "TRAIN.PRINT_FREQ", "2"]
+
+
+def trainers() -> list[str]:
+    import clipbayes.trainers
+    return sorted(clipbayes.trainers.__all__)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "CLIPBAYES_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+
+
+def train(env, *args, check=True):
+    proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+    return proc
+
+
+def accuracy(text: str) -> float:
+    return float(re.findall(r"\* accuracy: ([\d.]+)%", text)[-1])
+
+
+def run_dir(tmp_path, trainer, seed):
+    return str(tmp_path / "DemoShapes" / trainer / "tiny_16shots" / f"seed{seed}")
+
+
+@pytest.mark.parametrize("trainer", trainers())
+def test_train_checkpoint_eval_only_and_results(tmp_path, env, trainer):
+    accuracies = []
+    seeds = (1, 2) if trainer == "CoOp" else (1,)  # two seeds once, to check mean over seeds
+    for seed in seeds:
+        out = run_dir(tmp_path, trainer, seed)
+        trained = train(env, "--trainer", trainer, "--seed", str(seed), "--output-dir", out, *FAST)
+        assert "=> result" in trained.stdout
+        accuracies.append(accuracy(trained.stdout))
+        log = open(osp.join(out, "log.txt")).read()
+        assert "* accuracy:" in log
+        if osp.isdir(osp.join(out, "prompt_learner")):
+            assert "Finish training" in log
+            assert osp.isfile(osp.join(out, "prompt_learner", "model.pth.tar-2"))
+            evaluated = train(env, "--trainer", trainer, "--seed", str(seed), "--output-dir", out + "_eval",
+                              "--eval-only", "--model-dir", out, "--load-epoch", "2", *FAST)
+            assert "Load " in evaluated.stdout and "val_result=none" in evaluated.stdout
+            assert accuracy(evaluated.stdout) == accuracies[-1]  # same weights, same test set, same number
+            shutil.rmtree(out + "_eval")
+        else:
+            assert trainer == "ZeroshotCLIP"
+    table = subprocess.run([sys.executable, "-m", "clipbayes.results", str(tmp_path), "--format", "csv"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    rows = [row for row in csv.DictReader(io.StringIO(table)) if row["dataset"] == "DemoShapes"]
+    assert rows, table
+    mean = sum(accuracies) / len(accuracies)
+    assert any(abs(float(row["mean"]) - mean) < 0.01 for row in rows if row.get("mean")), (table, accuracies)
+
+
+def test_seed_zero_is_a_seed(tmp_path, env):
+    first = train(env, "--trainer", "CoOp", "--seed", "0", "--output-dir", str(tmp_path / "a"), *FAST)
+    second = train(env, "--trainer", "CoOp", "--seed", "0", "--output-dir", str(tmp_path / "b"), *FAST)
+    assert "Setting fixed seed: 0" in first.stdout
+    losses = [re.findall(r"loss ([\d.]+)", p.stdout) for p in (first, second)]
+    assert losses[0] and losses[0] == losses[1]
+
+
+def test_interrupted_run_resumes_and_finished_run_is_refused(tmp_path, env):
+    out = str(tmp_path / "run")
+    args = ["--trainer", "CoOp", "--seed", "1", "--output-dir", out, "OPTIM.MAX_EPOCH", "3",
+            "TRAIN.CHECKPOINT_FREQ", "1", "TRAIN.PRINT_FREQ", "2"]
+    train(env, *args)
+    folder = osp.join(out, "prompt_learner")
+    # The state a crash during epoch 2 leaves: epoch-1 checkpoint, pointer at it.
+    for name in ("model.pth.tar-2", "model.pth.tar-3"):
+        os.remove(osp.join(folder, name))
+    with open(osp.join(folder, "checkpoint"), "w") as f:
+        f.write("model.pth.tar-1\n")
+    resumed = train(env, *args)
+    assert "holds an unfinished run (1/3 epochs): resuming it" in resumed.stdout
+    assert "(epoch 1)" in resumed.stdout
+    assert "epoch [1/3]" not in resumed.stdout and "epoch [3/3]" in resumed.stdout
+    assert osp.isfile(osp.join(folder, "model.pth.tar-3"))
+    assert osp.isfile(osp.join(out, "log.txt")) and len([f for f in os.listdir(out) if f.startswith("log.txt")]) == 2
+
+    before = {name: open(osp.join(folder, name), "rb").read() for name in os.listdir(folder)}
+    refused = train(env, *args, check=False)
+    assert refused.returncode == 2
+    assert "already holds a finished run (3/3 epochs)" in refused.stderr and "--eval-only" in refused.stderr
+    assert {name: open(osp.join(folder, name), "rb").read() for name in os.listdir(folder)} == before
+
+
+def test_bad_command_lines_get_clear_errors(tmp_path, env):
+    cases = [
+        (["--trainer", "NoSuchTrainer"], "Unknown trainer 'NoSuchTrainer'. Registered trainers: CoCoOp, CoOp"),
+        (["--trainer", "CoOp", "OPTIM.NO_SUCH_KEY", "1"], "unknown config key 'OPTIM.NO_SUCH_KEY'"),
+        (["--trainer", "CoOp", "OPTIM.LR"], "KEY VALUE pairs"),
+        (["--trainer", "CoOp", "--config-file", "missing.yaml"], "trainer config file 'missing.yaml' does not exist"),
+    ]
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("TRAINER:\n  COOP:\n    NCTX: 4\n")
+    cases.append((["--trainer", "CoOp", "--config-file", str(bad_yaml)],
+                  f"'{bad_yaml}': unknown config key 'TRAINER.COOP.NCTX'"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    cases.append((["--trainer", "CoOp", "--output-dir", str(blocker / "out")], "is not writable"))
+    for args, message in cases:
+        proc = train(env, *args, check=False)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert message in proc.stderr, (args, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path, env):
+    out = str(tmp_path / "nan")
+    proc = train(env, "--trainer", "CoOp", "--output-dir", out, "OPTIM.MAX_EPOCH", "2", "OPTIM.WARMUP_EPOCH", "0",
+                 "OPTIM.LR", "1e38", "OPTIM.MOMENTUM", "0.0", check=False)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "The training loss is nan" in proc.stderr or "The training loss is inf" in proc.stderr
+    assert not osp.exists(osp.join(out, "prompt_learner", "model.pth.tar-2"))
+
+
+def test_missing_data_root_names_the_missing_file(tmp_path, env):
+    proc = train(env, "--trainer", "CoOp", "--root", str(tmp_path / "nodata"),
+                 "--dataset-config-file", "configs/datasets/oxford_pets.yaml",
+                 "--config-file", "configs/trainers/CoOp/tiny.yaml", "--output-dir", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "OxfordPets" in proc.stderr and str(tmp_path / "nodata") in proc.stderr
+    assert "Traceback" not in proc.stderr
