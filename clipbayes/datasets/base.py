@@ -142,8 +142,8 @@ class CoOpDataset(DatasetBase):
         """Absolute path of ``relpath`` inside the dataset folder; raises a helpful error when it is absent."""
         path = os.path.join(self.dataset_dir, relpath)
         if not os.path.exists(path):
-            raise DatasetFileMissingError(type(self).__name__, path, what or ("folder" if relpath.endswith("/")
-                                          else "file"), self.source_of(relpath.rstrip("/")), hint)
+            raise DatasetFileMissingError(type(self).__name__, path, what or "file or folder",
+                                          self.source_of(relpath), hint, self.root)
         return path
 
     def require_dataset_dir(self) -> None:
@@ -152,13 +152,13 @@ class CoOpDataset(DatasetBase):
             raise DatasetFileMissingError(
                 type(self).__name__, self.dataset_dir, "dataset folder",
                 f"see DATASETS.md{anchor}; the folder must be named {type(self).dataset_dir!r} inside "
-                f"DATASET.ROOT ({self.root})")
+                f"DATASET.ROOT ({self.root})", root=self.root)
 
     # ---- reading ------------------------------------------------------------------------------------------
     def load_datums(self) -> Tuple[List, Optional[List], List]:
         """(train, val, test) as Datum lists; val is None for test-only datasets."""
         splits, origin = self.read_records()
-        train, val, test = (to_datums(part, type(self).__name__, origin) for part in splits)
+        train, val, test = to_datums(*splits, dataset=type(self).__name__, listed_in=origin)
         if self.test_only:
             return test, None, test
         return train, val, test
@@ -176,9 +176,10 @@ class CoOpDataset(DatasetBase):
         hint = ""
         if can_generate:
             hint = ("Alternatively, set DATASET.AUTO_SPLIT True to generate a split from the dataset's own "
-                    "annotation files; it will NOT be identical to CoOp's published split, so results are not "
-                    "comparable with published numbers (see DATASETS.md, 'Generated splits').")
-        raise DatasetFileMissingError(name, split_path, "split file", self.source_of(self.split_name), hint)
+                    "annotation files. A generated split is NOT identical to CoOp's published split, so results "
+                    "are not comparable with published numbers (see DATASETS.md, 'Generated splits').")
+        raise DatasetFileMissingError(name, split_path, "split file", self.source_of(self.split_name), hint,
+                                      self.root)
 
     def auto_split_filename(self) -> str:
         return f"split_auto_{type(self).__name__}_seed{self.split_seed}.json"

@@ -1,7 +1,16 @@
 """Exceptions raised by the dataset readers; each message says what is wrong, where, and how to fix it."""
 from __future__ import annotations
 
+import os
 from typing import Sequence
+
+
+def _checker_hint(dataset: str, root: str) -> str:
+    from .sources import SOURCES
+    if dataset not in SOURCES:
+        return ""
+    return ("\n  Check the data root with\n"
+            f"    python -m clipbayes.datasets.check --root {root or '<DATA>'} --dataset {dataset}")
 
 
 class DatasetError(Exception):
@@ -14,17 +23,17 @@ class DatasetFileMissingError(DatasetError, FileNotFoundError):
     Attributes: ``dataset`` (registry name), ``path`` (absolute path expected), ``source`` (where to get it).
     """
 
-    def __init__(self, dataset: str, path: str, what: str, source: str = "", hint: str = ""):
+    def __init__(self, dataset: str, path: str, what: str, source: str = "", hint: str = "", root: str = ""):
         self.dataset = dataset
         self.path = path
         self.source = source
-        lines = [f"{dataset}: missing {what}: {path}"]
+        lines = [f"{dataset}: missing {what}: {path}",
+                 f"  It belongs at exactly that path (folder {os.path.dirname(path)})."]
         if source:
             lines.append(f"  Where it comes from: {source}")
         if hint:
             lines.append(f"  {hint}")
-        lines.append("  See DATASETS.md for the expected layout, and check the data root with\n"
-                     "    python -m clipbayes.datasets.check --root <DATA> --dataset " + dataset)
+        lines.append("  See DATASETS.md for the expected layout." + _checker_hint(dataset, root))
         super().__init__("\n".join(lines))
 
 
@@ -39,8 +48,8 @@ class MissingImagesError(DatasetError, FileNotFoundError):
         super().__init__(
             f"{dataset}: {len(self.missing)} of {total} images listed in {listed_in} do not exist, e.g.\n"
             f"{shown}{more}\n"
-            "  The images are incomplete or in a different folder layout than expected (see DATASETS.md).\n"
-            f"  Check with: python -m clipbayes.datasets.check --root <DATA> --dataset {dataset}")
+            "  The images are incomplete or in a different folder layout than expected (see DATASETS.md)."
+            + _checker_hint(dataset, ""))
 
 
 class SplitFormatError(DatasetError, ValueError):

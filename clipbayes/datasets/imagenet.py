@@ -108,8 +108,7 @@ class ImageNet(_ImageNetFamily):
                     train, test = listing
                     return train, test, test
         splits, origin = self.read_records()
-        train = to_datums(splits.train, "ImageNet", origin)
-        test = to_datums(splits.test, "ImageNet", origin)
+        train, test = to_datums(splits.train, splits.test, dataset="ImageNet", listed_in=origin)
         content = {"train": train, "test": test}
         cache.write_first_possible(self._listing_paths(), lambda p: cache.atomic_write_pickle(content, p),
                                    "ImageNet listing")

@@ -25,7 +25,7 @@ import os
 import random
 import warnings
 from collections import OrderedDict
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from clipbayes.compat import import_dassl
 
@@ -94,9 +94,8 @@ def split_to_json(splits: Splits, image_root: str) -> Dict[str, list]:
     return out
 
 
-def to_datums(records: Sequence[Record], dataset: str, listed_in: str) -> List:
-    """Build Dassl ``Datum`` objects; raise :class:`MissingImagesError` naming every image that is not a file."""
-    datums, missing = [], []
+def _convert(records: Sequence[Record], missing: List[str]) -> List:
+    datums = []
     with warnings.catch_warnings():
         # Datum's own existence check warns once per missing file before failing; we report them together.
         warnings.simplefilter("ignore")
@@ -105,10 +104,20 @@ def to_datums(records: Sequence[Record], dataset: str, listed_in: str) -> List:
                 datums.append(Datum(impath=record.impath, label=record.label, classname=record.classname))
             except AssertionError:
                 missing.append(record.impath)
+    return datums
+
+
+def to_datums(*parts: Sequence[Record], dataset: str, listed_in: str):
+    """Dassl ``Datum`` lists of one or more record lists (a list, or a tuple of lists for several parts).
+
+    Raises :class:`MissingImagesError` naming every image, over all parts, that is not a file.
+    """
+    missing: List[str] = []
+    converted = [_convert(part, missing) for part in parts]
     if missing:
         from .errors import MissingImagesError
-        raise MissingImagesError(dataset, missing, len(records), listed_in)
-    return datums
+        raise MissingImagesError(dataset, missing, sum(len(p) for p in parts), listed_in)
+    return converted[0] if len(parts) == 1 else tuple(converted)
 
 
 def list_images(folder: str) -> List[str]:
@@ -198,6 +207,3 @@ def read_lines(path: str) -> List[str]:
     with open(path, "r") as handle:
         return [line.strip() for line in handle if line.strip()]
 
-
-def per_split(splits: Splits, function: Callable[[List[Record]], List]) -> Tuple[List, List, List]:
-    return tuple(function(list(part)) for part in splits)  # type: ignore[return-value]
