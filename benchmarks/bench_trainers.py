@@ -1,0 +1,459 @@
+#!/usr/bin/env python
+"""Speed and memory of the prompt learners on one frozen CLIP with synthetic inputs (a benchmark, not a test).
+
+Per configuration it measures
+  * s/step    forward + backward + SGD step of the learner only (the rest of CLIP frozen), median of --steps timed
+              steps after --warmup untimed ones, as ``PromptTrainer.forward_backward`` does it;
+  * img/s     test images per second: ``predict`` under ``torch.no_grad()`` inside one ``model.evaluation_cache()``
+              block over --test-batches batches of --test-batch images (as the trainer's evaluation does; the
+              one-off encodings of a cached method are included in that block);
+  * peak mem  CUDA: ``torch.cuda.max_memory_allocated`` (train and test separately); CPU: growth of the peak resident
+              set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) over the process's peak after building the
+              model and inputs. Every configuration runs in its own Python process so the CPU peaks do not mix;
+  * text-encoder sequences counted by a hook on the text encoder: per training step, and in test batches 1 and 2
+              (BayesianPrompt: L x C unconditional, B x L x C conditional, encoded once per batch; CoOp: C in the
+              first batch of an evaluation, then 0).
+LogitPrior rows also give their s/step over the s/step of their base learner alone (same settings).
+
+``--compare-official-ove`` adds the OVE-PG objective alone (forward + backward): ours
+(``clipbayes.objectives.ove_pg_loss``, O(B x C)) against a dense re-statement of the official algorithm written
+below (B x C x C difference tensors, a Python loop over the C classes, a dense B(C-1) x B(C-1) precision matrix,
+solve and inverse per class). The dense one is measured at small C and its growth extrapolated to C = 1000.
+
+Examples
+    python benchmarks/bench_trainers.py --backbone tiny-vit --classes 1000 --compare-official-ove
+    python benchmarks/bench_trainers.py --backbone vit-b16-random --device cuda --prec bf16 --classes 1000 \
+        --batch 4 --samples 10 --text-chunk 2000 --checkpointing --json bench_cuda.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+# name -> (trainer, BayesianPrompt posterior or None, LogitPrior base or None, base configuration name or None)
+CONFIGS = {
+    "CoOp": ("CoOp", None, None, None),
+    "CoCoOp": ("CoCoOp", None, None, None),
+    "BayesianPrompt-uncond": ("BayesianPrompt", "unconditional", None, None),
+    "BayesianPrompt-cond": ("BayesianPrompt", "conditional", None, None),
+    "LogitPrior-CoOp": ("LogitPrior", None, "CoOp", "CoOp"),
+    "LogitPrior-CoCoOp": ("LogitPrior", None, "CoCoOp", "CoCoOp"),
+    "LogitPrior-BayesianPrompt-uncond": ("LogitPrior", "unconditional", "BayesianPrompt", "BayesianPrompt-uncond"),
+    "LogitPrior-BayesianPrompt-cond": ("LogitPrior", "conditional", "BayesianPrompt", "BayesianPrompt-cond"),
+}
+
+VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
+               context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
+               transformer_layers=12)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# building
+# ----------------------------------------------------------------------------------------------------------------
+def build_clip(backbone: str):
+    from clipbayes.compat import import_clip
+    from clipbayes.modeling.clip_loader import build_tiny_clip
+
+    if backbone == "tiny-vit":
+        return build_tiny_clip("tiny-vit")
+    if backbone == "vit-b16-random":
+        clip = import_clip()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = clip.model.CLIP(**VIT_B16)
+        return model.float().eval()
+    raise ValueError(f"unknown backbone {backbone}")
+
+
+def make_cfg(args, config: str, prec: str):
+    from clipbayes.config import default_cfg
+
+    trainer, posterior, base, _ = CONFIGS[config]
+    cfg = default_cfg()
+    cfg.DATASET.NAME = "ImageNet"  # zero-shot template of LogitPrior
+    cfg.MODEL.CLIP.TEXT_CHUNK_SIZE = args.text_chunk
+    cfg.MODEL.CLIP.TEXT_CHECKPOINTING = args.checkpointing
+    for key in ("COOP", "COCOOP", "BAYESIAN_PROMPT"):
+        node = cfg.TRAINER[key]
+        node.N_CTX = 4
+        node.CTX_INIT = "a photo of a"
+        node.PREC = prec
+    bp = cfg.TRAINER.BAYESIAN_PROMPT
+    bp.N_SAMPLES_TRAIN = args.samples
+    bp.N_SAMPLES_TEST = args.samples
+    bp.POSTERIOR = posterior or "unconditional"
+    bp.PREDICTION = "mc"
+    if trainer == "LogitPrior":
+        cfg.TRAINER.LOGIT_PRIOR.BASE = base
+        cfg.TRAINER.LOGIT_PRIOR.PREC = prec
+    return cfg
+
+
+def text_encoder_of(model):
+    return model.base.text_encoder if hasattr(model, "base") else model.text_encoder
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one configuration (runs in a child process)
+# ----------------------------------------------------------------------------------------------------------------
+def run_config(args, config: str) -> dict:
+    from clipbayes.compat import import_dassl
+
+    import_dassl()
+    from dassl.engine import TRAINER_REGISTRY
+    from clipbayes.modeling.precision import apply_precision, autocast, resolve_precision
+
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    prec = resolve_precision(args.prec, device)
+    cfg = make_cfg(args, config, prec)
+    trainer = CONFIGS[config][0]
+    classnames = [f"class {i}" for i in range(args.classes)]
+
+    clip_model = apply_precision(build_clip(args.backbone), prec)
+    res = clip_model.visual.input_resolution
+    model = TRAINER_REGISTRY.get(trainer).make_prompt_model(cfg, clip_model, classnames)
+    model.requires_grad_(False)
+    model.learner.requires_grad_(True)
+    model.to(device)
+    params = [p for p in model.learner.parameters() if p.requires_grad]
+    optim = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=5e-4)
+    scaler = torch.amp.GradScaler("cuda") if prec == "amp" else None
+
+    gen = torch.Generator().manual_seed(args.seed)
+    images = torch.randn(args.batch, 3, res, res, generator=gen).to(device)
+    labels = torch.randint(0, args.classes, (args.batch,), generator=gen).to(device)
+    test_images = torch.randn(args.test_batch, 3, res, res, generator=gen).to(device)
+
+    counter = {"n": 0}
+    hook = text_encoder_of(model).register_forward_pre_hook(
+        lambda module, inputs: counter.__setitem__("n", counter["n"] + inputs[0].shape[0]))
+
+    def step():
+        with autocast(prec, device):
+            loss, _, _ = model.train_loss(images, labels)
+        optim.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optim)
+            scaler.update()
+        else:
+            loss.backward()
+            optim.step()
+        return loss
+
+    # --- training ---------------------------------------------------------------------------------------------
+    sync(device)
+    rss_base = peak_rss_mib()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        cuda_base = torch.cuda.memory_allocated(device)
+    for _ in range(args.warmup):
+        step()
+    times, seqs_step = [], 0
+    for _ in range(args.steps):
+        counter["n"] = 0
+        sync(device)
+        t0 = time.perf_counter()
+        loss = step()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+        seqs_step = counter["n"]
+    if not torch.isfinite(loss):
+        raise RuntimeError(f"{config}: non-finite loss {loss.item()}")
+    train_mem = (torch.cuda.max_memory_allocated(device) - cuda_base) / 2**20 if device.type == "cuda" else None
+
+    # --- evaluation (as PromptTrainer.test: no_grad, one evaluation_cache block) ----------------------------------
+    optim.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        cuda_base = torch.cuda.memory_allocated(device)
+    with torch.no_grad():
+        with model.evaluation_cache():  # warm-up evaluation (not timed)
+            with autocast(prec, device):
+                model.predict(test_images).float()
+        seqs_test = []
+        sync(device)
+        t0 = time.perf_counter()
+        with model.evaluation_cache():
+            for _ in range(args.test_batches):
+                counter["n"] = 0
+                with autocast(prec, device):
+                    model.predict(test_images).float()
+                seqs_test.append(counter["n"])
+        sync(device)
+        test_time = time.perf_counter() - t0
+    hook.remove()
+    test_mem = (torch.cuda.max_memory_allocated(device) - cuda_base) / 2**20 if device.type == "cuda" else None
+
+    row = dict(config=config, s_per_step=statistics.median(times), step_times=times,
+               img_per_s=args.test_batch * args.test_batches / test_time,
+               text_seqs_train_step=seqs_step, text_seqs_test_batch1=seqs_test[0],
+               text_seqs_test_batch2=seqs_test[1] if len(seqs_test) > 1 else None,
+               trainable_params=sum(p.numel() for p in params), precision=prec)
+    if device.type == "cuda":
+        row.update(train_peak_mib=train_mem, test_peak_mib=test_mem)
+    else:
+        row.update(rss_growth_mib=peak_rss_mib() - rss_base, peak_rss_mib=peak_rss_mib())
+    return row
+
+
+def run_isolated(args, config: str) -> dict:
+    """Run one configuration in a fresh Python process (clean peak-memory counters)."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        out = tmp.name
+    argv = [sys.executable, os.path.abspath(__file__), "--_child", config, "--_child-out", out]
+    for key in ("backbone", "classes", "batch", "samples", "steps", "warmup", "device", "prec", "text_chunk",
+                "test_batch", "test_batches", "seed"):
+        argv += ["--" + key.replace("_", "-"), str(getattr(args, key))]
+    if args.checkpointing:
+        argv.append("--checkpointing")
+    started = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    try:
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()
+            return dict(config=config, error=tail[-1] if tail else f"exit status {proc.returncode}")
+        with open(out) as f:
+            row = json.load(f)
+        row["wall_s"] = time.perf_counter() - started
+        return row
+    finally:
+        os.remove(out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# OVE-PG: ours vs a dense re-statement of the official algorithm
+# ----------------------------------------------------------------------------------------------------------------
+def official_pg_mean(c):
+    """The official PG 'mean' (b = 1): c clamped to [1e-8, 20], tanh(min(c/2, 10)) / (c + 1e-8)."""
+    c = c.clamp(1e-8, 20.0)
+    return torch.tanh((0.5 * c).clamp(max=10.0)) / (c + 1e-8)
+
+
+def dense_official_ove_loss(f, z, y, alpha, lambda_1, noise_rows):
+    """The official CoOp_OVE_PG objective, densely, one Gibbs sample (per-sample kappa, i.e. without the official
+    kappa-tiling defect). f, z: (B, C); noise_rows: (C, B, C-1), the eps of row j, sample b, pair (j, h)."""
+    B, C = f.shape
+    diff_f = f.unsqueeze(2) - f.unsqueeze(1)  # (B, C, C): [b, j, h] = f_j - f_h
+    diff_z = (z.unsqueeze(2) - z.unsqueeze(1)).detach()
+    kappa = F.one_hot(y, C).to(f.dtype) - 0.5  # (B, C)
+    rows = []
+    for j in range(C):  # every candidate class j, as the official loop
+        keep = torch.cat([torch.arange(0, j), torch.arange(j + 1, C)]).to(f.device)
+        m = diff_f[:, j, keep].reshape(-1)  # (B (C-1),), sample-major
+        c = diff_z[:, j, keep].reshape(-1)
+        n = m.numel()
+        kap = kappa[:, j].repeat_interleave(C - 1)
+        precision = torch.diag(official_pg_mean(c)) + alpha * torch.eye(n, dtype=f.dtype, device=f.device)
+        mean = torch.linalg.solve(precision, alpha * m + kap)
+        cov = torch.linalg.inv(precision)
+        psi = mean + torch.sqrt(torch.diagonal(cov)) * noise_rows[j].reshape(-1)
+        rows.append(F.logsigmoid(psi).reshape(B, C - 1).sum(-1))
+    log_probs = torch.stack(rows, dim=1)  # (B, C)
+    return F.nll_loss(log_probs, y) + lambda_1 * (z - f).pow(2).mean()
+
+
+def time_fb(fn, f, reps):
+    times = []
+    for _ in range(reps):
+        g = f.detach().clone().requires_grad_(True)
+        t0 = time.perf_counter()
+        loss = fn(g)
+        loss.backward()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), loss.detach()
+
+
+def compare_ove(args) -> list[dict]:
+    from clipbayes.objectives import ove_pg_loss
+
+    B, alpha, lambda_1 = args.ove_batch, 1.0, 0.2
+    rows = []
+    sizes = sorted(set(args.ove_dense_classes) | {args.ove_classes})
+    for C in sizes:
+        gen = torch.Generator().manual_seed(C)
+        f = torch.randn(B, C, generator=gen) * 5
+        z = torch.randn(B, C, generator=gen) * 5
+        y = torch.randint(0, C, (B,), generator=gen)
+        noise_rows = torch.randn(C, B, C - 1, generator=gen)
+        eps = torch.stack([noise_rows[int(y[b]), b] for b in range(B)]).unsqueeze(0)  # true rows, (1, B, C-1)
+        ours = lambda g: ove_pg_loss(g, z, y, alpha=alpha, lambda_1=lambda_1, omega_formula="official",
+                                     noise=eps)[0]
+        time_fb(ours, f, 3)  # warm-up
+        if C == sizes[0]:  # warm up the dense path (linear-algebra initialisation) once
+            time_fb(lambda g: dense_official_ove_loss(g, z, y, alpha, lambda_1, noise_rows), f, 1)
+        t_ours, l_ours = time_fb(ours, f, args.ove_reps)
+        row = dict(C=C, B=B, ours_s=t_ours, ours_loss=l_ours.item(), dense_s=None, dense_loss=None,
+                   dense_matrix_mib=(B * (C - 1)) ** 2 * 4 / 2**20, dense_bcc_mib=B * C * C * 4 / 2**20,
+                   measured=False)
+        if C in args.ove_dense_classes:
+            dense = lambda g: dense_official_ove_loss(g, z, y, alpha, lambda_1, noise_rows)
+            reps = 1 if C >= 100 else 3
+            t_dense, l_dense = time_fb(dense, f, reps)
+            row.update(dense_s=t_dense, dense_loss=l_dense.item(), measured=True)
+        rows.append(row)
+        print(f"  OVE-PG C={C}: ours {row['ours_s'] * 1e3:.3f} ms"
+              + (f", dense {row['dense_s']:.3f} s" if row["measured"] else ""), file=sys.stderr)
+    measured = [r for r in rows if r["measured"]]
+    if len(measured) >= 2:  # power-law growth t = a C^k from the two largest measured sizes
+        r1, r2 = measured[-2], measured[-1]
+        k = math.log(r2["dense_s"] / r1["dense_s"]) / math.log(r2["C"] / r1["C"])
+        for r in rows:
+            if not r["measured"]:
+                r["dense_s_extrapolated"] = r2["dense_s"] * (r["C"] / r2["C"]) ** k
+                r["growth_exponent"] = k
+    return rows
+
+
+def ove_table(rows) -> str:
+    from tabulate import tabulate
+
+    table = []
+    for r in rows:
+        if r["measured"]:
+            dense = f"{r['dense_s']:.3f}"
+            ratio = f"{r['dense_s'] / r['ours_s']:.0f}x"
+            agree = f"{abs(r['dense_loss'] - r['ours_loss']):.1e}"
+        elif "dense_s_extrapolated" in r:
+            dense = f"~{r['dense_s_extrapolated']:.0f} (extrapolated, C^{r['growth_exponent']:.1f})"
+            ratio = f"~{r['dense_s_extrapolated'] / r['ours_s']:.0e}x"
+            agree = "not run"
+        else:
+            dense, ratio, agree = "not run", "", ""
+        table.append([r["C"], r["B"], f"{r['ours_s'] * 1e3:.3f}", dense, ratio, agree,
+                      f"{r['dense_matrix_mib']:.1f}", f"{r['dense_bcc_mib']:.2f}"])
+    return tabulate(table, headers=["C", "B", "ours ms (fwd+bwd)", "dense official s (fwd+bwd)", "dense / ours",
+                                    "|loss diff|", "per-class dense matrix MiB", "B x C x C MiB"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------------------------------------
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="tiny-vit", choices=["tiny-vit", "vit-b16-random"])
+    p.add_argument("--classes", type=int, default=100, help="C, number of classes")
+    p.add_argument("--batch", type=int, default=4, help="training batch B")
+    p.add_argument("--samples", type=int, default=4, help="L, BayesianPrompt MC samples (train and test)")
+    p.add_argument("--steps", type=int, default=5, help="timed training steps")
+    p.add_argument("--warmup", type=int, default=1, help="untimed training steps before them")
+    p.add_argument("--test-batch", type=int, default=8)
+    p.add_argument("--test-batches", type=int, default=3)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--prec", default="fp32", choices=["fp32", "fp16", "bf16", "amp"],
+                   help="non-fp32 needs CUDA (the CPU runs fp32)")
+    p.add_argument("--trainers", nargs="+", default=list(CONFIGS), choices=list(CONFIGS), metavar="NAME",
+                   help=f"configurations to run, from {list(CONFIGS)}")
+    p.add_argument("--text-chunk", type=int, default=0, help="MODEL.CLIP.TEXT_CHUNK_SIZE (0 = one pass)")
+    p.add_argument("--checkpointing", action="store_true", help="MODEL.CLIP.TEXT_CHECKPOINTING")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", default="", help="also write the settings and rows to this file")
+    p.add_argument("--compare-official-ove", action="store_true",
+                   help="also time OVE-PG alone: ours vs the dense official algorithm")
+    p.add_argument("--ove-only", action="store_true", help="only the OVE-PG comparison")
+    p.add_argument("--ove-classes", type=int, default=1000, help="C for ours in the OVE-PG comparison")
+    p.add_argument("--ove-batch", type=int, default=4)
+    p.add_argument("--ove-dense-classes", type=int, nargs="+", default=[25, 50, 100, 200],
+                   help="C values at which the dense official algorithm is run")
+    p.add_argument("--ove-reps", type=int, default=20)
+    p.add_argument("--_child", default="", help=argparse.SUPPRESS)
+    p.add_argument("--_child-out", default="", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda but CUDA is not available")
+    if args._child:
+        row = run_config(args, args._child)
+        with open(args._child_out, "w") as f:
+            json.dump(row, f)
+        return 0
+
+    from tabulate import tabulate
+
+    settings = dict(backbone=args.backbone, classes=args.classes, batch=args.batch, samples=args.samples,
+                    steps=args.steps, warmup=args.warmup, test_batch=args.test_batch,
+                    test_batches=args.test_batches, device=args.device, prec=args.prec,
+                    text_chunk=args.text_chunk, checkpointing=args.checkpointing, torch=torch.__version__,
+                    threads=torch.get_num_threads(), cpus=os.cpu_count(),
+                    gpu=torch.cuda.get_device_name() if args.device == "cuda" else None)
+    result = dict(settings=settings, rows=[], ove=[])
+    print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None))
+
+    if not args.ove_only:
+        rows = []
+        for config in args.trainers:
+            print(f"  running {config} ...", file=sys.stderr, flush=True)
+            rows.append(run_isolated(args, config))
+        by_name = {r["config"]: r for r in rows if "error" not in r}
+        for r in rows:
+            base = CONFIGS[r["config"]][3]
+            if base and "error" not in r and base in by_name:
+                r["overhead_over_base"] = r["s_per_step"] / by_name[base]["s_per_step"]
+        cuda = args.device == "cuda"
+        mem_note = ("peak memory: torch.cuda.max_memory_allocated above the allocation before the phase"
+                    if cuda else "peak memory: CPU peak-RSS growth (getrusage ru_maxrss) during train+test over the "
+                                 "peak after setup, one process per configuration")
+        table = []
+        for r in rows:
+            if "error" in r:
+                table.append([r["config"], "ERROR: " + r["error"][:100]] + [""] * 6)
+                continue
+            mem = (f"{r['train_peak_mib']:.0f} / {r['test_peak_mib']:.0f}" if cuda
+                   else f"{r['rss_growth_mib']:.0f} (peak {r['peak_rss_mib']:.0f})")
+            seqs2 = r["text_seqs_test_batch2"]
+            table.append([r["config"], f"{r['s_per_step']:.4f}", fmt(r.get("overhead_over_base"), ".2f"),
+                          f"{r['img_per_s']:.1f}", r["text_seqs_train_step"],
+                          f"{r['text_seqs_test_batch1']} / {'-' if seqs2 is None else seqs2}", mem,
+                          r["trainable_params"]])
+        print(f"# {mem_note}; test: {args.test_batches} batches of {args.test_batch} images in one evaluation_cache")
+        print(tabulate(table, headers=["configuration", "s/step (median)", "x base", "test img/s",
+                                       "text seqs / train step", "text seqs test batch 1 / 2",
+                                       "train / test peak MiB" if cuda else "peak RSS growth MiB",
+                                       "trainable params"]))
+        result["rows"] = rows
+
+    if args.compare_official_ove or args.ove_only:
+        print(f"\nOVE-PG objective alone, forward + backward on (B, C) logits, CPU, fp32; ours = clipbayes.objectives.ove_pg_loss; dense official = B x C x C differences, a loop over "
+              f"C classes with a dense B(C-1) x B(C-1) precision, solve and inverse each (measured at C in "
+              f"{args.ove_dense_classes}; larger C extrapolated from the two largest, NOT measured)")
+        result["ove"] = compare_ove(args)
+        print(ove_table(result["ove"]))
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
