@@ -147,3 +147,35 @@ def test_missing_data_root_names_the_missing_file(tmp_path, env):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "OxfordPets" in proc.stderr and str(tmp_path / "nodata") in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("base", ["CoCoOp", "BayesianPrompt"])
+def test_logit_prior_over_other_bases(tmp_path, env, base):
+    out = str(tmp_path / "lp")
+    trained = train(env, "--trainer", "LogitPrior", "--seed", "1", "--output-dir", out,
+                    "TRAINER.LOGIT_PRIOR.BASE", base, "TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TRAIN", "3", *FAST)
+    assert f"LogitPrior around {base}" in trained.stdout and "reg" in trained.stdout
+    evaluated = train(env, "--trainer", "LogitPrior", "--output-dir", out + "_eval", "--eval-only", "--model-dir",
+                      out, "--load-epoch", "2", "TRAINER.LOGIT_PRIOR.BASE", base, *FAST)
+    assert "=> result" in evaluated.stdout
+
+
+# One run per dataset family on a miniature copy of its real layout: split-json readers (OxfordPets), folder
+# readers with annotation files (FGVCAircraft), ImageNet's folders + classnames.txt, and few-shot + base/new.
+@pytest.mark.parametrize("dataset,yaml", [("OxfordPets", "oxford_pets"), ("FGVCAircraft", "fgvc_aircraft"),
+                                          ("ImageNet", "imagenet")])
+def test_dataset_families_train_base_and_test_new(tmp_path, env, dataset, yaml):
+    from datasets.miniature import build_miniature
+
+    root = tmp_path / "data"
+    build_miniature(str(root), dataset)
+    flags = ["--root", str(root), "--seed", "1", "--dataset-config-file", f"configs/datasets/{yaml}.yaml",
+             "--config-file", "configs/trainers/CoOp/tiny.yaml"]
+    opts = ["TRAINER.COOP.N_CTX", "4", "DATASET.NUM_SHOTS", "2", "OPTIM.MAX_EPOCH", "1"]
+    out = str(tmp_path / "base")
+    trained = train(env, "--trainer", "CoOp", "--output-dir", out, *flags, *opts,
+                    "DATASET.SUBSAMPLE_CLASSES", "base")
+    assert "=> result" in trained.stdout
+    tested = train(env, "--trainer", "CoOp", "--output-dir", str(tmp_path / "new"), *flags, "--eval-only",
+                   "--model-dir", out, "--load-epoch", "1", *opts, "DATASET.SUBSAMPLE_CLASSES", "new")
+    assert "=> result" in tested.stdout
