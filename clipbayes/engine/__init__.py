@@ -1,0 +1,1 @@
+"""The base Dassl trainer, learning-rate schedules and checkpoints."""

@@ -1,0 +1,1 @@
+"""Shared model pieces: CLIP loading, text encoder, prompt assembly, precision."""
