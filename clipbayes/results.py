@@ -9,7 +9,7 @@ Layouts recognised (those of CoOp's scripts):
 * few-shot: ``DATASET/TRAINER/CFG_Kshots/nctxN_cscC_ctpP/seedS`` (also ``DATASET/TRAINER/CFG_Kshots/seedS``);
 * base-to-new: ``base2new/{train_base,test_new}/DATASET/shots_K/TRAINER/CFG/seedS``; the base accuracy is the final
   test of the ``train_base`` run, the new accuracy the (eval-only) test of the ``test_new`` run;
-* cross-dataset and domain generalization: ``evaluation/TRAINER/CFG_Kshots/DATASET/seedS``; the four ImageNet
+* cross-dataset and domain generalization: ``evaluation/TRAINER/CFG_Kshots[/nctxN_cscC_ctpP]/DATASET/seedS``; the four ImageNet
   variants form the domain-generalization table, the other datasets the cross-dataset one.
 
 Any other ``seed<N>`` folder is still reported, grouped by its parent folder, with trainer and dataset taken from
@@ -189,6 +189,10 @@ def _classify(parts: Sequence[str]) -> Optional[dict]:
         dataset = pub.canonical_dataset(parts[n - 1])
         return dict(protocol="dg" if dataset in pub.DG_TARGETS else "xd", dataset=parts[n - 1],
                     trainer=parts[n - 3], config=parts[n - 2])
+    if n >= 5 and parts[n - 5] == "evaluation" and _KSHOTS_RE.search(parts[n - 3]):  # CoOp's eval.sh layout
+        dataset = pub.canonical_dataset(parts[n - 1])
+        return dict(protocol="dg" if dataset in pub.DG_TARGETS else "xd", dataset=parts[n - 1],
+                    trainer=parts[n - 4], config=parts[n - 3] + "/" + parts[n - 2])
     if n >= 4 and _KSHOTS_RE.search(parts[n - 2]):
         return dict(protocol="fewshot", dataset=parts[n - 4], trainer=parts[n - 3],
                     config=parts[n - 2] + "/" + parts[n - 1])

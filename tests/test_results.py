@@ -257,6 +257,8 @@ def _crashed_eval():
      ("dg", "imagenet_sketch", "CoCoOp", "vit_b16_c4_16shots", 1, "")),
     ("evaluation/CoCoOp/vit_b16_c4_16shots/eurosat/seed2",
      ("xd", "eurosat", "CoCoOp", "vit_b16_c4_16shots", 2, "")),
+    ("evaluation/CoOp/vit_b16_ep50_16shots/nctx16_cscFalse_ctpend/imagenet_r/seed1",  # scripts/coop/eval.sh
+     ("dg", "imagenet_r", "CoOp", "vit_b16_ep50_16shots/nctx16_cscFalse_ctpend", 1, "")),
 ])
 def test_layouts(tmp_path, rel, expected):
     folder = write(tmp_path / "output", rel, eval_log(50.0))
