@@ -138,15 +138,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyError as err:
         parser.error(str(err.args[0]))
     names = list(dict.fromkeys(requested)) or list(SOURCES)
-    cache.QUIET = True
     failed = False
-    for name in names:
-        report = check_dataset(args.root, name, args.verify)
-        print(f"[{report.status:<7}] {name} ({SOURCES[name].folder}): {report.summary}")
-        for line in report.details:
-            print(f"    {line}")
-        if report.status in (MISSING, CORRUPT) or (requested and report.status == ABSENT):
-            failed = True
+    quiet, cache.QUIET = cache.QUIET, True
+    try:
+        for name in names:
+            report = check_dataset(args.root, name, args.verify)
+            print(f"[{report.status:<7}] {name} ({SOURCES[name].folder}): {report.summary}")
+            for line in report.details:
+                print(f"    {line}")
+            if report.status in (MISSING, CORRUPT) or (requested and report.status == ABSENT):
+                failed = True
+    finally:
+        cache.QUIET = quiet
     print("some requested datasets are missing or corrupt" if failed else "all checked datasets are usable")
     return 1 if failed else 0
 
