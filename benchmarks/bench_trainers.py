@@ -13,7 +13,8 @@ Per configuration it measures
   * text-encoder sequences counted by a hook on the text encoder: per training step, and in test batches 1 and 2
               (BayesianPrompt: L x C unconditional, B x L x C conditional, encoded once per batch; CoOp: C in the
               first batch of an evaluation, then 0).
-LogitPrior rows also give their s/step over the s/step of their base learner alone (same settings).
+LogitPrior rows also give their s/step over that of their base learner alone: its step timed in the same process
+(robust to load drift on a shared machine), and over the base configuration's own row.
 
 ``--compare-official-ove`` adds the OVE-PG objective alone (forward + backward): ours
 (``clipbayes.objectives.ove_pg_loss``, O(B x C)) against a dense re-statement of the official algorithm written
@@ -153,9 +154,9 @@ def run_config(args, config: str) -> dict:
     hook = text_encoder_of(model).register_forward_pre_hook(
         lambda module, inputs: counter.__setitem__("n", counter["n"] + inputs[0].shape[0]))
 
-    def step():
+    def step(net=model):
         with autocast(prec, device):
-            loss, _, _ = model.train_loss(images, labels)
+            loss, _, _ = net.train_loss(images, labels)
         optim.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -183,6 +184,14 @@ def run_config(args, config: str) -> dict:
         sync(device)
         times.append(time.perf_counter() - t0)
         seqs_step = counter["n"]
+    base_times = []
+    if trainer == "LogitPrior":  # the base learner's own step, timed in the same process right after
+        for _ in range(args.steps):
+            sync(device)
+            t0 = time.perf_counter()
+            step(model.base)
+            sync(device)
+            base_times.append(time.perf_counter() - t0)
     if not torch.isfinite(loss):
         raise RuntimeError(f"{config}: non-finite loss {loss.item()}")
     train_mem = (torch.cuda.max_memory_allocated(device) - cuda_base) / 2**20 if device.type == "cuda" else None
@@ -215,6 +224,9 @@ def run_config(args, config: str) -> dict:
                text_seqs_train_step=seqs_step, text_seqs_test_batch1=seqs_test[0],
                text_seqs_test_batch2=seqs_test[1] if len(seqs_test) > 1 else None,
                trainable_params=sum(p.numel() for p in params), precision=prec)
+    if base_times:
+        row.update(base_s_per_step=statistics.median(base_times), base_step_times=base_times,
+                   overhead_over_base=statistics.median(times) / statistics.median(base_times))
     if device.type == "cuda":
         row.update(train_peak_mib=train_mem, test_peak_mib=test_mem)
     else:
@@ -417,7 +429,7 @@ def main(argv=None):
         for r in rows:
             base = CONFIGS[r["config"]][3]
             if base and "error" not in r and base in by_name:
-                r["overhead_over_base"] = r["s_per_step"] / by_name[base]["s_per_step"]
+                r["overhead_over_base_row"] = r["s_per_step"] / by_name[base]["s_per_step"]
         cuda = args.device == "cuda"
         mem_note = ("peak memory: torch.cuda.max_memory_allocated above the allocation before the phase"
                     if cuda else "peak memory: CPU peak-RSS growth (getrusage ru_maxrss) during train+test over the "
@@ -425,17 +437,21 @@ def main(argv=None):
         table = []
         for r in rows:
             if "error" in r:
-                table.append([r["config"], "ERROR: " + r["error"][:100]] + [""] * 6)
+                table.append([r["config"], "ERROR: " + r["error"][:100]] + [""] * 7)
                 continue
             mem = (f"{r['train_peak_mib']:.0f} / {r['test_peak_mib']:.0f}" if cuda
                    else f"{r['rss_growth_mib']:.0f} (peak {r['peak_rss_mib']:.0f})")
             seqs2 = r["text_seqs_test_batch2"]
             table.append([r["config"], f"{r['s_per_step']:.4f}", fmt(r.get("overhead_over_base"), ".2f"),
+                          fmt(r.get("overhead_over_base_row"), ".2f"),
                           f"{r['img_per_s']:.1f}", r["text_seqs_train_step"],
                           f"{r['text_seqs_test_batch1']} / {'-' if seqs2 is None else seqs2}", mem,
                           r["trainable_params"]])
         print(f"# {mem_note}; test: {args.test_batches} batches of {args.test_batch} images in one evaluation_cache")
-        print(tabulate(table, headers=["configuration", "s/step (median)", "x base", "test img/s",
+        print("# x base (same process): LogitPrior s/step over its base learner's step timed right after it in the "
+              "same process; x base row: over the base configuration's own row")
+        print(tabulate(table, headers=["configuration", "s/step (median)", "x base (same process)", "x base row",
+                                       "test img/s",
                                        "text seqs / train step", "text seqs test batch 1 / 2",
                                        "train / test peak MiB" if cuda else "peak RSS growth MiB",
                                        "trainable params"]))
