@@ -8,8 +8,9 @@
     loss     = -(1/B) sum_b log((1/L) sum_l softmax(logits_l[b])[y_b]) + beta * KL(q || N(0, I))
     predict  = log((1/L) sum_l softmax(logits_l))   (fresh samples),   or log softmax(logits(r = mu))
 
-The KL is averaged over the D dimensions, then over the batch (conditional). Prompts are encoded in one text
-pass: L x C sequences per step (unconditional, shared by the batch) or B x L x C (conditional).
+The KL is averaged over the D dimensions, then over the batch (conditional); ``train_logits`` hands the L logits
+and beta * KL to the shared likelihood loss. Prompts are encoded in one text pass: L x C sequences per step
+(unconditional, shared by the batch) or B x L x C (conditional).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch.nn as nn
 from clipbayes.config import method_config
 from clipbayes.engine.trainer import PromptTrainer
 from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context
-from clipbayes.objectives import bayesian_prompt_loss, mc_log_mean_exp_probs
+from clipbayes.objectives import gaussian_kl_to_standard_normal, mc_log_mean_exp_probs
 from clipbayes.trainers.coop import prompt_model_kwargs
 
 from dassl.engine import TRAINER_REGISTRY
@@ -131,12 +132,12 @@ class BayesianPromptModel(PromptCLIP):
             return self.scale() * image_features @ text_features[0].mT
         return self.scale() * torch.einsum("be,blce->lbc", image_features, text_features)
 
-    def train_loss(self, images, labels, noise=None):
+    def train_logits(self, images, noise=None):
+        """Logits (L, B, C) of L residual draws, image features (B, E), and the weighted KL."""
         image_features = self.encode_images(images)
         text, mu, log_var = self.sampled_text(image_features, self.n_samples_train, noise)
-        logits = self.mc_logits(image_features, text)
-        loss, parts = bayesian_prompt_loss(logits, labels, mu, log_var, self.kl_weight)
-        return loss, mc_log_mean_exp_probs(logits.detach()), parts
+        kl = gaussian_kl_to_standard_normal(mu, log_var)
+        return self.mc_logits(image_features, text), image_features, {"kl": self.kl_weight * kl}
 
     def predict(self, images, noise=None):
         """log p(y | x) (B, C): MC average over fresh residuals, or the posterior mean."""
@@ -174,5 +175,6 @@ def build_bayesian_prompt_model(cfg, node, clip_model, classnames) -> BayesianPr
 class BayesianPrompt(PromptTrainer):
     METHOD_KEY = "BAYESIAN_PROMPT"
 
-    def build_prompt_model(self, clip_model, classnames):
-        return build_bayesian_prompt_model(self.cfg, self.method_cfg, clip_model, classnames)
+    @classmethod
+    def make_prompt_model(cls, cfg, clip_model, classnames):
+        return build_bayesian_prompt_model(cfg, cfg.TRAINER.BAYESIAN_PROMPT, clip_model, classnames)
