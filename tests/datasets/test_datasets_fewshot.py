@@ -182,3 +182,20 @@ def test_is_writable_dir_looks_at_nearest_existing_parent(tmp_path):
     assert cache.is_writable_dir(str(tmp_path / "not" / "yet" / "there"))
     (tmp_path / "file").write_text("x")
     assert not cache.is_writable_dir(str(tmp_path / "file" / "below"))
+
+
+def test_val_gets_at_most_four_shots(tmp_path):
+    """val is sampled with min(K, 4) images per class, train with K (needs more than 4 val images per class)."""
+    from tests.datasets.miniature import write_image
+    data = tmp_path / "data"
+    for split, count in (("train", 10), ("val", 6), ("test", 2)):
+        for label, cname in enumerate(("heron", "ibis")):
+            for i in range(count):
+                write_image(str(data / split / cname / f"{i}.png"), (label * 90, i * 20, 7), fmt="PNG")
+    full = build(make_cfg(data, name="ImageFolderDataset"))
+    random.seed(6)
+    want_train = restate_fewshot(full.train_x, 8)
+    want_val = restate_fewshot(full.val, 4)
+    ds = build(make_cfg(data, name="ImageFolderDataset", NUM_SHOTS=8, SEED=6))
+    assert entries(ds.train_x) == entries(want_train) and len(ds.train_x) == 16
+    assert entries(ds.val) == entries(want_val) and len(ds.val) == 8

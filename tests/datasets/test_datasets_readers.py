@@ -42,7 +42,11 @@ def test_reader_matches_the_miniature(tmp_path, name):
         assert sorted(entries(ds.test)) == sorted(info.splits["test"])
         assert entries(ds.train_x) == entries(ds.test)
     elif name == "ImageNet":
-        # file-system listing order inside a class folder, so compare as multisets; val is the test set
+        # as in CoOp: class folders sorted, images in the order the file system lists them; val is the test set
+        train_dir = os.path.join(info.dataset_dir, "images", "train")
+        listed = [os.path.join(train_dir, wnid, f) for wnid in sorted(os.listdir(train_dir))
+                  for f in os.listdir(os.path.join(train_dir, wnid)) if not f.startswith(".")]
+        assert [d.impath for d in ds.train_x] == listed
         assert sorted(entries(ds.train_x)) == sorted(info.splits["train"])
         assert sorted(entries(ds.test)) == sorted(info.splits["test"])
         assert entries(ds.val) == entries(ds.test)
