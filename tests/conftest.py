@@ -1,4 +1,4 @@
-"""Shared fixtures: golden vectors, tiny CLIP models, and a skip marker for tests that need Dassl."""
+"""Session fixtures: the tiny CLIP of the golden vectors and the golden inputs."""
 from __future__ import annotations
 
 import os.path as osp
@@ -7,21 +7,10 @@ import sys
 import pytest
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from support import GOLDEN, load_golden  # noqa: E402
 
-from clipbayes.compat import dassl_available, import_clip  # noqa: E402
-
-GOLDEN = osp.join(ROOT, "tests", "golden")
-
-requires_dassl = pytest.mark.skipif(
-    not dassl_available(),
-    reason="Dassl.pytorch is not installed (see README 'Set-up'); the trainer and train.py tests need it")
-
-
-def load_golden(name: str) -> dict:
-    return torch.load(osp.join(GOLDEN, name), map_location="cpu", weights_only=False)
+from clipbayes.compat import import_clip  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from conftest import ROOT, load_golden, requires_dassl
+from support import ROOT, load_golden, requires_dassl
 
 pytestmark = requires_dassl
 

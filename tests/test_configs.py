@@ -23,7 +23,7 @@ import textwrap
 
 import pytest
 
-from conftest import ROOT, requires_dassl
+from support import ROOT, requires_dassl
 
 TRAINER_CONFIGS = sorted(glob.glob(osp.join(ROOT, "configs", "trainers", "**", "*.yaml"), recursive=True))
 SCRIPTS = sorted(glob.glob(osp.join(ROOT, "scripts", "**", "*.sh"), recursive=True))

@@ -13,7 +13,7 @@ from clipbayes.engine.schedule import EpochMultiplier, build_lr_scheduler
 from clipbayes.modeling import clip_loader
 from clipbayes.modeling.precision import resolve_precision
 
-from conftest import requires_dassl
+from support import requires_dassl
 
 
 def _optim_cfg(**overrides):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from conftest import load_golden, requires_dassl
+from support import load_golden, requires_dassl
 
 pytestmark = requires_dassl
 

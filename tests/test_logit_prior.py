@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
-from conftest import requires_dassl
+from support import requires_dassl
 
 pytestmark = requires_dassl
 

@@ -4,7 +4,7 @@ import os.path as osp
 
 from setuptools import find_packages
 
-from conftest import ROOT
+from support import ROOT
 
 
 def test_every_module_folder_is_installed():

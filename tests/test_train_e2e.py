@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, requires_dassl
+from support import ROOT, requires_dassl
 
 pytestmark = requires_dassl
 
