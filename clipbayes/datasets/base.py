@@ -26,7 +26,7 @@ from .errors import DatasetFileMissingError  # noqa: E402
 from .fewshot import fewshot_subset  # noqa: E402
 from .sources import SOURCES, DatasetSource  # noqa: E402
 from .splits import Splits, read_split_json, split_to_json, to_datums  # noqa: E402
-from .subsample import subsample_classes  # noqa: E402
+from .subsample import CHOICES as SUBSAMPLE_CHOICES, subsample_classes  # noqa: E402
 
 
 def register(cls):
@@ -65,6 +65,9 @@ class CoOpDataset(DatasetBase):
 
     # ---- set-up -------------------------------------------------------------------------------------------
     def __init__(self, cfg):
+        subsample = str(option(cfg, "SUBSAMPLE_CLASSES"))
+        if subsample not in SUBSAMPLE_CHOICES:
+            raise ValueError(f"DATASET.SUBSAMPLE_CLASSES must be one of {SUBSAMPLE_CHOICES}, got {subsample!r}")
         self.auto_split = bool(option(cfg, "AUTO_SPLIT"))
         self.split_seed = int(option(cfg, "AUTO_SPLIT_SEED"))
         self.read_options(cfg)
@@ -82,7 +85,6 @@ class CoOpDataset(DatasetBase):
             if not self.val_is_test:
                 val = sampled_val
 
-        subsample = str(option(cfg, "SUBSAMPLE_CLASSES"))
         if val is None or self.val_is_test:
             train, test = subsample_classes(train, test, subsample=subsample)
             val = test if self.val_is_test else None

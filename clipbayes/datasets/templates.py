@@ -57,5 +57,4 @@ def template_for(dataset_name: str, override: Optional[str] = None) -> str:
 
 def template_from_cfg(cfg) -> str:
     """``DATASET.PROMPT_TEMPLATE`` when set in the config, else the dataset's built-in template."""
-    override = cfg.DATASET.get("PROMPT_TEMPLATE", "") if hasattr(cfg.DATASET, "get") else ""
-    return template_for(cfg.DATASET.NAME, override)
+    return template_for(cfg.DATASET.NAME, cfg.DATASET.get("PROMPT_TEMPLATE", ""))
