@@ -179,3 +179,18 @@ def test_dataset_families_train_base_and_test_new(tmp_path, env, dataset, yaml):
     tested = train(env, "--trainer", "CoOp", "--output-dir", str(tmp_path / "new"), *flags, "--eval-only",
                    "--model-dir", out, "--load-epoch", "1", *opts, "DATASET.SUBSAMPLE_CLASSES", "new")
     assert "=> result" in tested.stdout
+
+
+def test_corrupt_image_names_the_file(tmp_path, env):
+    from clipbayes.demo import ensure_demo_dataset
+
+    cache = tmp_path / "cache"
+    folder = ensure_demo_dataset(str(cache))
+    broken = osp.join(folder, "images", "red_square", "test_000.png")
+    with open(broken, "wb") as f:
+        f.write(b"not an image")
+    proc = train({**env, "CLIPBAYES_CACHE": str(cache)}, "--trainer", "ZeroshotCLIP", "--output-dir",
+                 str(tmp_path / "out"), check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "corrupt or unreadable image" in proc.stderr and broken in proc.stderr
+    assert "clipbayes.datasets.check" in proc.stderr
