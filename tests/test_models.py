@@ -72,6 +72,10 @@ def test_zeroshot_dataset_template_fallback_and_ensemble(golden_clip, golden_inp
 
     assert zeroshot_templates(_cfg("OxfordPets")) == ["a photo of a {}, a type of pet."]
     assert zeroshot_templates(_cfg("MyOwnData")) == ["a photo of a {}."]
+    own = _cfg("ImageFolderDataset")
+    own.DATASET.PROMPT_TEMPLATE = "a microscope image of {}."
+    assert zeroshot_templates(own) == ["a microscope image of {}."]
+    assert zeroshot_templates(own, template="{} cells.") == ["{} cells."]
     for cfg in (_cfg("OxfordPets"), _cfg("DescribableTextures")):
         model = ZeroshotCLIP.make_prompt_model(cfg, golden_clip, CLASSNAMES)
         torch.testing.assert_close(model.class_features, restated(zeroshot_templates(cfg)), rtol=1e-5, atol=1e-6)

@@ -11,6 +11,7 @@ classmethod ``make_prompt_model(cfg, clip_model, classnames) -> PromptCLIP``.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os.path as osp
 
@@ -123,7 +124,15 @@ class PromptTrainer(TrainerX):
 
     @torch.no_grad()
     def test(self, split=None):
-        with self.model.evaluation_cache():
+        """Dassl's evaluation, with image-independent class features encoded once. Methods that sample at test
+        time (MC prediction) draw from the RNG seeded with SEED, restored afterwards: the same weights give the
+        same result at the end of training and with --eval-only, and training is unaffected."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self.model.evaluation_cache())
+            if self.cfg.SEED >= 0:
+                stack.enter_context(torch.random.fork_rng(
+                    devices=[self.device] if self.device.type == "cuda" else []))
+                torch.manual_seed(self.cfg.SEED)
             return super().test(split)
 
     # --- training loop hooks -------------------------------------------------------------------------------------

@@ -178,13 +178,3 @@ class BayesianPrompt(PromptTrainer):
     @classmethod
     def make_prompt_model(cls, cfg, clip_model, classnames):
         return build_bayesian_prompt_model(cfg, cfg.TRAINER.BAYESIAN_PROMPT, clip_model, classnames)
-
-    @torch.no_grad()
-    def test(self, split=None):
-        """Evaluation draws its residuals from the RNG seeded with SEED, and restores the RNG afterwards: the same
-        weights give the same result at the end of training and with --eval-only, and training is unaffected."""
-        if self.cfg.SEED < 0:
-            return super().test(split)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.cfg.SEED)
-            return super().test(split)

@@ -16,18 +16,18 @@ from dassl.engine import TRAINER_REGISTRY
 
 @method_config("ZEROSHOT_CLIP")
 def _defaults(node):
-    node.TEMPLATE = ""  # "" = the dataset's template (a photo of a {}. when it has none)
+    node.TEMPLATE = ""  # "" = DATASET.PROMPT_TEMPLATE, else the dataset's template, else "a photo of a {}."
     node.ENSEMBLE = False  # average the ensemble templates instead
     node.PREC = "fp16"
 
 
 def zeroshot_templates(cfg, template: str = "", ensemble: bool = False) -> list[str]:
-    """The hand-crafted prompt template(s) for ``cfg.DATASET.NAME``."""
-    from clipbayes.datasets.templates import ENSEMBLE_TEMPLATES, template_for
+    """The hand-crafted prompt template(s): ``template``, else the dataset's (see template_from_cfg); or the ensemble."""
+    from clipbayes.datasets.templates import ENSEMBLE_TEMPLATES, template_from_cfg
 
     if ensemble:
         return list(ENSEMBLE_TEMPLATES)
-    return [template or template_for(cfg.DATASET.NAME)]
+    return [template or template_from_cfg(cfg)]
 
 
 class ZeroshotModel(PromptCLIP):
