@@ -195,3 +195,19 @@ def test_corrupt_image_names_the_file(tmp_path, env):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "corrupt or unreadable image" in proc.stderr and broken in proc.stderr
     assert "clipbayes.datasets.check" in proc.stderr
+
+
+def test_own_image_folder_from_a_yaml_alone(tmp_path, env):
+    from PIL import Image
+
+    for label, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        folder = tmp_path / "data" / "my_dataset" / f"class_{label}"
+        folder.mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (16, 16), tuple(min(255, c + 5 * i) for c in colour)).save(folder / f"{i}.png")
+    trained = train(env, "--trainer", "CoOp", "--root", str(tmp_path / "data"), "--seed", "1",
+                    "--dataset-config-file", "configs/datasets/image_folder.yaml",
+                    "--config-file", "configs/trainers/CoOp/tiny.yaml", "--output-dir", str(tmp_path / "out"),
+                    "TRAINER.COOP.N_CTX", "4", "OPTIM.MAX_EPOCH", "1")
+    assert "=> result" in trained.stdout
+    assert "ImageFolderDataset" in trained.stdout
