@@ -34,6 +34,7 @@ def extend_cfg(cfg: CN) -> CN:
         cfg.MODEL.CLIP.CACHE_DIR = ""  # where OpenAI weights are cached ("" = $CLIPBAYES_CLIP_CACHE or ~/.cache/clip)
         cfg.MODEL.CLIP.TEXT_CHUNK_SIZE = 0  # max prompts per text-encoder pass (0 = all at once)
         cfg.MODEL.CLIP.TEXT_CHECKPOINTING = False  # recompute text activations in backward (saves memory)
+        cfg.MODEL.CLIP.IMAGE_FEATURE_CACHE = ""  # folder caching test-set image features ("" = off)
     for key, fill in _METHOD_NODES.items():
         if key not in cfg.TRAINER:
             node = CN()

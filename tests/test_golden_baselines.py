@@ -39,7 +39,7 @@ def test_coop_matches_official(golden_clip, golden_inputs):
                  CLASS_TOKEN_POSITION=conf["CLASS_TOKEN_POSITION"])
     model = build_coop_model(_cfg(), node, golden_clip, golden_inputs["classnames"])
     model.learner.load_state_dict(case["params"])
-    logits = model.logits(case["images"])
+    logits = model.predict(case["images"])
     loss = F.cross_entropy(logits, case["labels"])
     loss.backward()
     _assert_close(logits, case["expected"]["logits"])

@@ -48,6 +48,21 @@ def run_dir(tmp_path, trainer, seed):
     return str(tmp_path / "DemoShapes" / trainer / "tiny_16shots" / f"seed{seed}")
 
 
+def check_feature_cache(env, tmp_path, trainer, seed, model_dir, expected):
+    """Evaluation on cached image features gives the same number; the second run reads the cache."""
+    cache = str(tmp_path / "features")
+    outputs = []
+    for run in ("first", "second"):
+        outputs.append(train(env, "--trainer", trainer, "--seed", str(seed), "--output-dir", str(tmp_path / run),
+                             "--eval-only", "--model-dir", model_dir, "--load-epoch", "2", *FAST,
+                             "MODEL.CLIP.IMAGE_FEATURE_CACHE", cache).stdout)
+        shutil.rmtree(tmp_path / run)
+    assert "Image features stored in the cache" in outputs[0]
+    assert "Image features read from the cache" in outputs[1]
+    assert accuracy(outputs[0]) == accuracy(outputs[1]) == expected
+    assert len(os.listdir(cache)) == 1
+
+
 @pytest.mark.parametrize("trainer", trainers())
 def test_train_checkpoint_eval_only_and_results(tmp_path, env, trainer):
     accuracies = []
@@ -67,6 +82,8 @@ def test_train_checkpoint_eval_only_and_results(tmp_path, env, trainer):
             assert "Load " in evaluated.stdout and "val_result=none" in evaluated.stdout
             assert accuracy(evaluated.stdout) == accuracies[-1]  # same weights, same test set, same number
             shutil.rmtree(out + "_eval")
+            if trainer in ("CoCoOp", "BayesianPrompt"):  # image-conditioned prompts; MC prediction
+                check_feature_cache(env, tmp_path, trainer, seed, out, accuracies[-1])
         else:
             assert trainer == "ZeroshotCLIP"
     table = subprocess.run([sys.executable, "-m", "clipbayes.results", str(tmp_path), "--format", "csv"],

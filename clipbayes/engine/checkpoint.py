@@ -14,7 +14,7 @@ import tempfile
 import torch
 
 
-def _atomic_write(path: str, write) -> None:
+def atomic_write(path: str, write) -> None:
     folder = osp.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=osp.basename(path) + ".", suffix=".tmp")
@@ -32,9 +32,9 @@ def _atomic_write(path: str, write) -> None:
 def save_checkpoint(state: dict, folder: str, file_name: str, update_pointer: bool = True) -> str:
     """Write ``state`` to ``folder/file_name`` atomically; point ``folder/checkpoint`` at it."""
     path = osp.join(folder, file_name)
-    _atomic_write(path, lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
     if update_pointer:
-        _atomic_write(osp.join(folder, "checkpoint"), lambda f: f.write(f"{file_name}\n".encode()))
+        atomic_write(osp.join(folder, "checkpoint"), lambda f: f.write(f"{file_name}\n".encode()))
     print(f"Checkpoint saved to {path}")
     return path
 

@@ -16,9 +16,11 @@ import math
 import os.path as osp
 
 import torch
+from tqdm import tqdm
 
 from clipbayes.compat import import_dassl
 from clipbayes.engine import checkpoint as ckpt
+from clipbayes.engine.feature_cache import cache_key, cached_image_features
 from clipbayes.engine.schedule import build_lr_scheduler
 from clipbayes.modeling.clip_loader import load_clip
 from clipbayes.modeling.precision import apply_precision, autocast, resolve_precision
@@ -119,21 +121,58 @@ class PromptTrainer(TrainerX):
 
     # --- evaluation ----------------------------------------------------------------------------------------------
     def model_inference(self, images):
+        """Scores (B, C) for a batch of images (Dassl's API; ``test`` evaluates from image features)."""
         with autocast(self.precision, self.device):
             return self.model.predict(images).float()
 
     @torch.no_grad()
     def test(self, split=None):
-        """Dassl's evaluation, with image-independent class features encoded once. Methods that sample at test
-        time (MC prediction) draw from the RNG seeded with SEED, restored afterwards: the same weights give the
-        same result at the end of training and with --eval-only, and training is unaffected."""
+        """Evaluate as Dassl does, in two passes: image features of the split (read from the feature cache when
+        MODEL.CLIP.IMAGE_FEATURE_CACHE is set), then predictions from them in test batches, with image-independent
+        class features encoded once. Test-time sampling (MC prediction) draws from the RNG seeded with SEED and
+        restored afterwards: the same weights give the same result at the end of training, with --eval-only and
+        with cached features, and training is unaffected."""
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+        split = split or self.cfg.TEST.SPLIT
+        if split == "val" and self.val_loader is not None:
+            loader, items = self.val_loader, self.dm.dataset.val
+        else:
+            split, loader, items = "test", self.test_loader, self.dm.dataset.test
+        print(f"Evaluate on the *{split}* set")
+
+        def compute():
+            features, labels = [], []
+            for batch in tqdm(loader):
+                images, label = self.parse_batch_test(batch)
+                with autocast(self.precision, self.device):
+                    features.append(self.model.encode_images(images).float().cpu())
+                labels.append(label.cpu())
+            return torch.cat(features), torch.cat(labels)
+
+        cache_dir = self.cfg.MODEL.CLIP.IMAGE_FEATURE_CACHE
+        if cache_dir:
+            key = cache_key(self.cfg, self.precision, split, items)
+            features, labels = cached_image_features(cache_dir, key, compute)
+        else:
+            features, labels = compute()
+
         with contextlib.ExitStack() as stack:
             stack.enter_context(self.model.evaluation_cache())
             if self.cfg.SEED >= 0:
                 stack.enter_context(torch.random.fork_rng(
                     devices=[self.device] if self.device.type == "cuda" else []))
                 torch.manual_seed(self.cfg.SEED)
-            return super().test(split)
+            size = loader.batch_size
+            for start in range(0, len(labels), size):
+                batch = features[start:start + size].to(self.device, self.model.dtype)
+                with autocast(self.precision, self.device):
+                    scores = self.model.predict_features(batch).float()
+                self.evaluator.process(scores, labels[start:start + size].to(self.device))
+        results = self.evaluator.evaluate()
+        for name, value in results.items():
+            self.write_scalar(f"{split}/{name}", value, self.epoch)
+        return list(results.values())[0]
 
     # --- training loop hooks -------------------------------------------------------------------------------------
     def train(self):

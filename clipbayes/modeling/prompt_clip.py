@@ -54,7 +54,8 @@ class PromptCLIP(nn.Module):
     Class prompts with context slots are built when ``n_ctx`` or ``ctx_init`` is given. The method assigns its
     learnable module to ``self.learner`` and implements
       ``train_logits(images) -> (logits (B, C) or (L, B, C), image features (B, E), {name: weighted regulariser})``
-      ``predict(images) -> scores (B, C)`` (logits or log-probabilities: the argmax is the prediction).
+      ``predict_features(image_features (B, E)) -> scores (B, C)`` (logits or log-probabilities: the argmax is
+      the prediction); ``predict(images)`` encodes the images and calls it.
     """
 
     def __init__(self, clip_model, classnames: list[str], n_ctx: int = 0, ctx_init: str = "",
@@ -121,6 +122,10 @@ class PromptCLIP(nn.Module):
         return likelihood_loss(logits, labels, regularisers)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.predict_features(self.encode_images(images))
+
+    def predict_features(self, image_features: torch.Tensor) -> torch.Tensor:
+        """Scores (B, C) from unit-norm image features (B, E): prediction depends on the image only through them."""
         raise NotImplementedError
 
 

@@ -140,8 +140,10 @@ class BayesianPromptModel(PromptCLIP):
         return self.mc_logits(image_features, text), image_features, {"kl": self.kl_weight * kl}
 
     def predict(self, images, noise=None):
+        return self.predict_features(self.encode_images(images), noise)
+
+    def predict_features(self, image_features, noise=None):
         """log p(y | x) (B, C): MC average over fresh residuals, or the posterior mean."""
-        image_features = self.encode_images(images)
         if self.prediction == "mean":
             text = self.mean_text(image_features)
         else:

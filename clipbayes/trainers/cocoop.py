@@ -46,12 +46,12 @@ class MetaNetContext(nn.Module):
 
 class CoCoOpModel(PromptCLIP):
     def train_logits(self, images):
-        image_features = self.encode_images(images)  # (B, E)
-        text = self.encode_prompts(self.learner(image_features))  # (B, C, E)
-        return self.scale() * torch.einsum("be,bce->bc", image_features, text), image_features, {}
+        image_features = self.encode_images(images)
+        return self.predict_features(image_features), image_features, {}
 
-    def predict(self, images):
-        return self.train_logits(images)[0]
+    def predict_features(self, image_features):
+        text = self.encode_prompts(self.learner(image_features))  # (B, C, E)
+        return self.scale() * torch.einsum("be,bce->bc", image_features, text)
 
 
 def build_cocoop_model(cfg, node, clip_model, classnames) -> CoCoOpModel:

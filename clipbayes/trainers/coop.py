@@ -48,16 +48,12 @@ class CoOpModel(PromptCLIP):
         """(C, E) unit-norm text features of the learned prompts."""
         return self.encode_prompts(self.learner())
 
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        text = self.cached_text_features(self.class_features)
-        return self.scale() * self.encode_images(images) @ text.t()
-
     def train_logits(self, images):
         image_features = self.encode_images(images)
         return self.scale() * image_features @ self.class_features().t(), image_features, {}
 
-    def predict(self, images):
-        return self.logits(images)
+    def predict_features(self, image_features):
+        return self.scale() * image_features @ self.cached_text_features(self.class_features).t()
 
 
 def build_coop_model(cfg, node, clip_model, classnames) -> CoOpModel:

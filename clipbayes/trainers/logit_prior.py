@@ -50,6 +50,13 @@ class LogitPriorModel(nn.Module):
     def learner(self) -> nn.Module:
         return self.base.learner
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.dtype
+
+    def encode_images(self, images):
+        return self.base.encode_images(images)
+
     def evaluation_cache(self):
         return self.base.evaluation_cache()
 
@@ -68,6 +75,9 @@ class LogitPriorModel(nn.Module):
 
     def predict(self, images):
         return self.base.predict(images)
+
+    def predict_features(self, image_features):
+        return self.base.predict_features(image_features)
 
 
 def build_logit_prior_model(cfg, node, clip_model, classnames) -> LogitPriorModel:

@@ -35,8 +35,8 @@ class ZeroshotModel(PromptCLIP):
         super().__init__(clip_model, classnames)
         self.register_buffer("class_features", handcrafted_text_features(self.text_encoder, classnames, templates))
 
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        return self.scale() * self.encode_images(images) @ self.class_features.type(self.dtype).t()
+    def predict_features(self, image_features: torch.Tensor) -> torch.Tensor:
+        return self.scale() * image_features @ self.class_features.type(self.dtype).t()
 
 
 @TRAINER_REGISTRY.register()
