@@ -1,0 +1,77 @@
+"""Benchmark: CLIP's text encoder on full 77-token prompts vs prompts cut after the last EOT token.
+
+    python benchmarks/bench_text_encoder.py [--width 512 --layers 12 --classes 1000 --device cpu --reps 3]
+
+Builds a randomly initialised text transformer of ViT-B/16's size (width 512, 12 layers, 8 heads), encodes the
+CoOp-style prompts "X X X X <name>." of C class names once at full length and once truncated (the shared
+TextEncoder), checks that the features agree, and prints the time of each and the speed-up.
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from clipbayes.compat import import_clip  # noqa: E402
+from clipbayes.modeling.text import TextEncoder, eot_positions, tokenize  # noqa: E402
+
+# Class names of typical length (ImageNet-style): one to four words.
+NAME_WORDS = ["golden retriever", "tench", "great white shark", "american black bear", "espresso machine",
+              "red-breasted merganser", "analog clock", "fire salamander", "black-footed ferret", "mountain bike"]
+
+
+def timed(fn, reps: int, device: torch.device) -> float:
+    times = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    clip = import_clip()
+    torch.manual_seed(0)
+    model = clip.model.CLIP(embed_dim=512, image_resolution=32, vision_layers=1, vision_width=64,
+                            vision_patch_size=32, context_length=77, vocab_size=49408,
+                            transformer_width=args.width, transformer_heads=args.width // 64,
+                            transformer_layers=args.layers).float().eval().to(device)
+    encoder = TextEncoder(model)
+    names = [f"{NAME_WORDS[i % len(NAME_WORDS)]} {i}" for i in range(args.classes)]
+    tokens = tokenize([f"X X X X {name}." for name in names]).to(device)
+    eot = eot_positions(tokens)
+    with torch.no_grad():
+        embeddings = encoder.embed(tokens)
+        full = model.encode_text(tokens)  # CLIP's own encoder: all 77 tokens
+        cut = encoder(embeddings, eot)
+        err = (full - cut).abs().max().item()
+        t_full = timed(lambda: model.encode_text(tokens), args.reps, device)
+        t_cut = timed(lambda: encoder(embeddings, eot), args.reps, device)
+    print(f"text encoder width {args.width} x {args.layers} layers, {args.classes} prompts, device {device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"tokens per prompt: 77 (full) vs {int(eot.max()) + 1} (cut after the last EOT)")
+    print(f"full length : {t_full:.3f} s   (median of {args.reps})")
+    print(f"EOT cut     : {t_cut:.3f} s   speed-up x{t_full / t_cut:.1f}")
+    print(f"max |feature difference| = {err:.2e}")
+
+
+if __name__ == "__main__":
+    main()
