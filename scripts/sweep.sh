@@ -13,18 +13,18 @@
 # Environment (defaults in brackets): SEEDS ["1 2 3"], PYTHON [python]; everything else (DATA, CFG, TRAINER, SHOTS,
 #   ...) is passed on to the trainer's scripts.
 set -euo pipefail
+HERE=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=common.sh
+source "${HERE}/common.sh"
+DATASET_CFG_HINT=
 
-if [[ $# -lt 1 ]]; then  # print the header above as the usage message
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
-    exit 2
-fi
+require_args 1+ "$#"
 TRAINER_DIR=${1%/}
 TRAINER_DIR=${TRAINER_DIR#scripts/}
 shift
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd_repo_root
 
 SEEDS=${SEEDS:-1 2 3}
-PYTHON=${PYTHON:-python}
 export PYTHON
 if [[ $# -gt 0 ]]; then
     DATASETS=("$@")
@@ -36,37 +36,27 @@ fi
 TRAIN_SCRIPT=scripts/${TRAINER_DIR}/base2new_train.sh
 TEST_SCRIPT=scripts/${TRAINER_DIR}/base2new_test.sh
 for script in "$TRAIN_SCRIPT" "$TEST_SCRIPT"; do
-    if [[ ! -f $script ]]; then
-        echo "No ${script}. TRAINER_DIR must be a folder of scripts/ with base2new_train.sh and base2new_test.sh" >&2
-        exit 2
-    fi
+    [[ -f $script ]] ||
+        die "No ${script}. TRAINER_DIR must be a folder of scripts/ with base2new_train.sh and base2new_test.sh"
 done
 for dataset in "${DATASETS[@]}"; do
-    [[ -f configs/datasets/${dataset}.yaml ]] || { echo "No dataset config configs/datasets/${dataset}.yaml" >&2; exit 2; }
+    dataset_cfg "$dataset"
 done
-for seed in $SEEDS; do
-    [[ $seed =~ ^[0-9]+$ ]] || { echo "Seeds must be non-negative integers, got '${seed}'" >&2; exit 2; }
-done
+check_seeds "$SEEDS"
 
-failed=()
 for dataset in "${DATASETS[@]}"; do
     for seed in $SEEDS; do
         echo "=== ${TRAINER_DIR}: ${dataset}, seed ${seed}"
-        if ! bash "$TRAIN_SCRIPT" "$dataset" "$seed"; then
-            failed+=("${TRAIN_SCRIPT} ${dataset} ${seed}")
-            continue
-        fi
-        if ! bash "$TEST_SCRIPT" "$dataset" "$seed"; then
-            failed+=("${TEST_SCRIPT} ${dataset} ${seed}")
-        fi
+        try_run "$TRAIN_SCRIPT" "$dataset" "$seed" || continue  # no test without its model
+        try_run "$TEST_SCRIPT" "$dataset" "$seed" || true
     done
 done
 
 status=0
 "$PYTHON" -m clipbayes.results output/base2new --format markdown || status=$?
-if [[ ${#failed[@]} -gt 0 ]]; then
-    echo "${#failed[@]} run(s) failed (their logs are in their output folders):" >&2
-    printf '  %s\n' "${failed[@]}" >&2
+if [[ ${#FAILED[@]} -gt 0 ]]; then
+    echo "${#FAILED[@]} run(s) failed (their logs are in their output folders):" >&2
+    printf '  %s\n' "${FAILED[@]}" >&2
     exit 1
 fi
 exit "$status"

@@ -11,37 +11,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=settings.sh
 source "${HERE}/settings.sh"
 
-[[ $# -ge 2 ]] || usage
-DATASET=$1
-SEED=$2
-cd "${HERE}/../.."
-check_run "$DATASET" "$SEED"
-paper_setting "$DATASET"
-
-COMMON_DIR=${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
-MODEL_DIR=output/base2new/train_base/${COMMON_DIR}
-DIR=output/base2new/test_new/${COMMON_DIR}
-if grep -qs '^\* accuracy:' "${DIR}"/log.txt*; then
-    echo "Results are available in ${DIR}. Skip this job"
-    exit 0
-fi
-if ! compgen -G "${MODEL_DIR}/*/model.pth.tar-${EPOCHS}" > /dev/null; then
-    echo "No epoch-${EPOCHS} model in ${MODEL_DIR}:" \
-         "run scripts/bayesian_prompt/base2new_train.sh ${DATASET} ${SEED} first" >&2
-    exit 1
-fi
-check_data
-"$PYTHON" train.py \
-    --root "$DATA" \
-    --seed "$SEED" \
-    --trainer "$TRAINER" \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "$TRAINER_CFG" \
-    --output-dir "$DIR" \
-    --model-dir "$MODEL_DIR" \
-    --load-epoch "$EPOCHS" \
-    --eval-only \
-    DATASET.NUM_SHOTS "$SHOTS" \
-    DATASET.SUBSAMPLE_CLASSES new \
-    TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TEST "$SAMPLES" \
-    "${@:3}"
+require_args 2+ "$#"
+cd_repo_root
+check_run "$1" "$2"  # before paper_setting: an unknown dataset is a missing config
+paper_setting "$1" test
+run_base2new_test "$@"

@@ -11,30 +11,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=settings.sh
 source "${HERE}/settings.sh"
 
-[[ $# -ge 2 ]] || usage
-DATASET=$1
-SEED=$2
-cd "${HERE}/../.."
-check_run "$DATASET" "$SEED"
-paper_setting "$DATASET"
-
-DIR=output/base2new/train_base/${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
-# Finished = the last epoch's checkpoint exists; an unfinished run in DIR is resumed by train.py.
-if compgen -G "${DIR}/*/model.pth.tar-${EPOCHS}" > /dev/null; then
-    echo "Results are available in ${DIR}. Skip this job"
-    exit 0
-fi
-check_data
-"$PYTHON" train.py \
-    --root "$DATA" \
-    --seed "$SEED" \
-    --trainer "$TRAINER" \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "$TRAINER_CFG" \
-    --output-dir "$DIR" \
-    DATASET.NUM_SHOTS "$SHOTS" \
-    DATASET.SUBSAMPLE_CLASSES base \
-    OPTIM.MAX_EPOCH "$EPOCHS" \
-    TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TRAIN "$SAMPLES" \
-    TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TEST "$SAMPLES" \
-    "${@:3}"
+require_args 2+ "$#"
+cd_repo_root
+check_run "$1" "$2"  # before paper_setting: an unknown dataset is a missing config
+paper_setting "$1" train
+run_base2new_train "$@"

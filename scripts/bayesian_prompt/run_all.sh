@@ -15,22 +15,18 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "${HERE}/settings.sh"
 SEEDS=${SEEDS:-1 2 3}
 
-failed=()
-run() {  # run SCRIPT ARGS...: a failure is recorded, not fatal
-    bash "$@" || failed+=("$*")
-}
 for seed in $SEEDS; do
     for dataset in $BASE2NEW_DATASETS; do
-        run "${HERE}/base2new_train.sh" "$dataset" "$seed" "$@"
-        run "${HERE}/base2new_test.sh" "$dataset" "$seed" "$@"
+        try_run "${HERE}/base2new_train.sh" "$dataset" "$seed" "$@"
+        try_run "${HERE}/base2new_test.sh" "$dataset" "$seed" "$@"
     done
-    run "${HERE}/xd_train.sh" "$seed" "$@"
+    try_run "${HERE}/xd_train.sh" "$seed" "$@"
     for dataset in $XD_TARGETS $DG_TARGETS; do
-        run "${HERE}/xd_test.sh" "$dataset" "$seed" "$@"
+        try_run "${HERE}/xd_test.sh" "$dataset" "$seed" "$@"
     done
 done
-cd "${HERE}/../.." && "$PYTHON" -m clipbayes.results output
-if [[ ${#failed[@]} -gt 0 ]]; then
-    printf 'Failed: %s\n' "${failed[@]}" >&2
+cd_repo_root && "$PYTHON" -m clipbayes.results output
+if [[ ${#FAILED[@]} -gt 0 ]]; then
+    printf 'Failed: %s\n' "${FAILED[@]}" >&2
     exit 1
 fi

@@ -1,38 +1,24 @@
-# Sourced by the BayesianPrompt scripts (not run): defaults, the paper's per-dataset settings, argument checks.
+# Sourced by the BayesianPrompt scripts (not run): scripts/common.sh, defaults, the paper's per-dataset settings.
 # Environment (defaults in brackets): DATA [/path/to/datasets], CFG [vit_b16_c4_ep10_batch1_ctxv1, the official
 #   unconditional setup], SAMPLES and EPOCHS [the paper's L and epochs for the dataset], PYTHON [python].
 # shellcheck shell=bash disable=SC2034
-DATA=${DATA:-/path/to/datasets}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../common.sh
+source "${HERE}/../common.sh"
 CFG=${CFG:-vit_b16_c4_ep10_batch1_ctxv1}
-PYTHON=${PYTHON:-python}
 TRAINER=BayesianPrompt
 SHOTS=16
-TRAINER_CFG=configs/trainers/${TRAINER}/${CFG}.yaml
+SUB=new  # the test runs evaluate the new classes
+DATASET_CFG_HINT=
 
 XD_TARGETS="caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
 BASE2NEW_DATASETS="imagenet ${XD_TARGETS}"
 DG_TARGETS="imagenetv2 imagenet_sketch imagenet_a imagenet_r"
 
-# Print the calling script's header comment as its usage message and stop.
-usage() {
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
-    exit 2
-}
-
-# check_run DATASET SEED: stop (status 2) on a bad seed or a missing dataset or trainer config.
-check_run() {
-    [[ $2 =~ ^[0-9]+$ ]] || { echo "SEED must be a non-negative integer, got '$2'" >&2; exit 2; }
-    [[ -f configs/datasets/$1.yaml ]] || { echo "No dataset config configs/datasets/$1.yaml" >&2; exit 2; }
-    [[ -f $TRAINER_CFG ]] || { echo "No trainer config ${TRAINER_CFG} (see configs/trainers/${TRAINER}/)" >&2; exit 2; }
-}
-
-check_data() {
-    [[ -d $DATA ]] || { echo "Dataset root '${DATA}' is not a directory: set DATA=/path/to/datasets" >&2; exit 2; }
-}
-
-# paper_setting DATASET: set SAMPLES (L, train and test) and EPOCHS as the official scripts (VPT.md), unless set.
+# paper_setting DATASET train|test: set SAMPLES (L, train and test) and EPOCHS as the official scripts (VPT.md),
+# unless set; LOADEP (a test run loads the last epoch); and OPTS, the pairs of a training or a test run.
 paper_setting() {
-    local samples epochs
+    local samples='' epochs=''
     case $1 in
         caltech101)     samples=20; epochs=20 ;;
         oxford_pets)    samples=40; epochs=20 ;;
@@ -45,10 +31,17 @@ paper_setting() {
         eurosat)        samples=20; epochs=60 ;;
         ucf101)         samples=5;  epochs=20 ;;
         imagenet)       samples=10; epochs=10 ;;
-        *) [[ -n ${SAMPLES:-} && -n ${EPOCHS:-} ]] && return
-           echo "No paper setting for '$1' (known: ${BASE2NEW_DATASETS}): set SAMPLES and EPOCHS" >&2
-           exit 2 ;;
+        *) [[ -n ${SAMPLES:-} && -n ${EPOCHS:-} ]] ||
+               die "No paper setting for '$1' (known: ${BASE2NEW_DATASETS}): set SAMPLES and EPOCHS" ;;
     esac
     SAMPLES=${SAMPLES:-$samples}
     EPOCHS=${EPOCHS:-$epochs}
+    LOADEP=$EPOCHS
+    if [[ $2 == train ]]; then
+        OPTS=(OPTIM.MAX_EPOCH "$EPOCHS"
+              TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TRAIN "$SAMPLES"
+              TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TEST "$SAMPLES")
+    else
+        OPTS=(TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TEST "$SAMPLES")
+    fi
 }

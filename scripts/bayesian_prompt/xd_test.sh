@@ -13,33 +13,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=settings.sh
 source "${HERE}/settings.sh"
 
-[[ $# -ge 2 ]] || usage
-DATASET=$1
-SEED=$2
-cd "${HERE}/../.."
-check_run "$DATASET" "$SEED"
-paper_setting imagenet
-
-MODEL_DIR=output/imagenet/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
-DIR=output/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/${DATASET}/seed${SEED}
-if grep -qs '^\* accuracy:' "${DIR}"/log.txt*; then
-    echo "Results are available in ${DIR}. Skip this job"
-    exit 0
-fi
-if ! compgen -G "${MODEL_DIR}/*/model.pth.tar-${EPOCHS}" > /dev/null; then
-    echo "No epoch-${EPOCHS} model in ${MODEL_DIR}: run scripts/bayesian_prompt/xd_train.sh ${SEED} first" >&2
-    exit 1
-fi
-check_data
-"$PYTHON" train.py \
-    --root "$DATA" \
-    --seed "$SEED" \
-    --trainer "$TRAINER" \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "$TRAINER_CFG" \
-    --output-dir "$DIR" \
-    --model-dir "$MODEL_DIR" \
-    --load-epoch "$EPOCHS" \
-    --eval-only \
-    TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TEST "$SAMPLES" \
-    "${@:3}"
+require_args 2+ "$#"
+cd_repo_root
+paper_setting imagenet test
+run_xd_test "$@"

@@ -11,27 +11,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=settings.sh
 source "${HERE}/settings.sh"
 
-[[ $# -ge 1 ]] || usage
-SEED=$1
-cd "${HERE}/../.."
-check_run imagenet "$SEED"
-paper_setting imagenet
-
-DIR=output/imagenet/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
-if compgen -G "${DIR}/*/model.pth.tar-${EPOCHS}" > /dev/null; then
-    echo "Results are available in ${DIR}. Skip this job"
-    exit 0
-fi
-check_data
-"$PYTHON" train.py \
-    --root "$DATA" \
-    --seed "$SEED" \
-    --trainer "$TRAINER" \
-    --dataset-config-file configs/datasets/imagenet.yaml \
-    --config-file "$TRAINER_CFG" \
-    --output-dir "$DIR" \
-    DATASET.NUM_SHOTS "$SHOTS" \
-    OPTIM.MAX_EPOCH "$EPOCHS" \
-    TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TRAIN "$SAMPLES" \
-    TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TEST "$SAMPLES" \
-    "${@:2}"
+require_args 1+ "$#"
+cd_repo_root
+paper_setting imagenet train
+run_xd_train "$@"

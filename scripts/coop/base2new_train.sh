@@ -8,46 +8,12 @@
 #   CFG [vit_b16_ctxv1; vit_b16_ep50_ctxv1 on imagenet], SHOTS [16], PYTHON [python].
 # Output:  output/base2new/train_base/DATASET/shots_SHOTS/TRAINER/CFG/seedSEED
 set -euo pipefail
+HERE=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=../common.sh
+source "${HERE}/../common.sh"
 
-if [[ $# -ne 2 ]]; then  # print the header above as the usage message
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
-    exit 2
-fi
-DATASET=$1
-SEED=$2
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-
-DATA=${DATA:-/path/to/datasets}
+require_args 2 "$#"
+cd_repo_root
 TRAINER=${TRAINER:-CoOp}
-if [[ $DATASET == imagenet ]]; then
-    CFG=${CFG:-vit_b16_ep50_ctxv1}
-else
-    CFG=${CFG:-vit_b16_ctxv1}
-fi
-SHOTS=${SHOTS:-16}
-PYTHON=${PYTHON:-python}
-
-DATASET_CFG=configs/datasets/${DATASET}.yaml
-TRAINER_CFG=configs/trainers/${TRAINER}/${CFG}.yaml
-[[ $SEED =~ ^[0-9]+$ ]] || { echo "SEED must be a non-negative integer, got '${SEED}'" >&2; exit 2; }
-[[ -f $DATASET_CFG ]] || { echo "No dataset config ${DATASET_CFG} (see configs/datasets/)" >&2; exit 2; }
-[[ -f $TRAINER_CFG ]] || { echo "No trainer config ${TRAINER_CFG} (see configs/trainers/${TRAINER}/)" >&2; exit 2; }
-EPOCHS=$(sed -n 's/^[[:space:]]*MAX_EPOCH:[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$TRAINER_CFG" | tail -n 1)
-[[ -n $EPOCHS ]] || { echo "${TRAINER_CFG} sets no OPTIM.MAX_EPOCH" >&2; exit 2; }
-
-DIR=output/base2new/train_base/${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
-# Finished = the last epoch's checkpoint exists; an unfinished run in DIR is resumed by train.py.
-if compgen -G "${DIR}/*/model.pth.tar-${EPOCHS}" > /dev/null; then
-    echo "Results are available in ${DIR}. Skip this job"
-    exit 0
-fi
-[[ -d $DATA ]] || { echo "Dataset root '${DATA}' is not a directory: set DATA=/path/to/datasets" >&2; exit 2; }
-"$PYTHON" train.py \
-    --root "$DATA" \
-    --seed "$SEED" \
-    --trainer "$TRAINER" \
-    --dataset-config-file "$DATASET_CFG" \
-    --config-file "$TRAINER_CFG" \
-    --output-dir "$DIR" \
-    DATASET.NUM_SHOTS "$SHOTS" \
-    DATASET.SUBSAMPLE_CLASSES base
+coop_base2new_cfg "$1"
+run_base2new_train "$@"

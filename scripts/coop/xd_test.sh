@@ -10,47 +10,13 @@
 #   CFG [vit_b16_ep50_ctxv1], SHOTS [16], LOADEP [the config's MAX_EPOCH], PYTHON [python].
 # Output:  output/evaluation/TRAINER/CFG_SHOTSshots/DATASET/seedSEED
 set -euo pipefail
+HERE=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=../common.sh
+source "${HERE}/../common.sh"
 
-if [[ $# -ne 2 ]]; then  # print the header above as the usage message
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
-    exit 2
-fi
-DATASET=$1
-SEED=$2
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-
-DATA=${DATA:-/path/to/datasets}
+require_args 2 "$#"
+cd_repo_root
 TRAINER=${TRAINER:-CoOp}
 CFG=${CFG:-vit_b16_ep50_ctxv1}
-SHOTS=${SHOTS:-16}
-PYTHON=${PYTHON:-python}
-
-DATASET_CFG=configs/datasets/${DATASET}.yaml
-TRAINER_CFG=configs/trainers/${TRAINER}/${CFG}.yaml
-[[ $SEED =~ ^[0-9]+$ ]] || { echo "SEED must be a non-negative integer, got '${SEED}'" >&2; exit 2; }
-[[ -f $DATASET_CFG ]] || { echo "No dataset config ${DATASET_CFG} (see configs/datasets/)" >&2; exit 2; }
-[[ -f $TRAINER_CFG ]] || { echo "No trainer config ${TRAINER_CFG} (see configs/trainers/${TRAINER}/)" >&2; exit 2; }
-LOADEP=${LOADEP:-$(sed -n 's/^[[:space:]]*MAX_EPOCH:[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$TRAINER_CFG" | tail -n 1)}
-[[ -n $LOADEP ]] || { echo "${TRAINER_CFG} sets no OPTIM.MAX_EPOCH: set LOADEP" >&2; exit 2; }
-
-MODEL_DIR=output/imagenet/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
-DIR=output/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/${DATASET}/seed${SEED}
-if grep -qs '^\* accuracy:' "${DIR}"/log.txt*; then
-    echo "Results are available in ${DIR}. Skip this job"
-    exit 0
-fi
-if ! compgen -G "${MODEL_DIR}/*/model.pth.tar-${LOADEP}" > /dev/null; then
-    echo "No epoch-${LOADEP} model in ${MODEL_DIR}: run the xd_train.sh of ${TRAINER} with seed ${SEED} first" >&2
-    exit 1
-fi
-[[ -d $DATA ]] || { echo "Dataset root '${DATA}' is not a directory: set DATA=/path/to/datasets" >&2; exit 2; }
-"$PYTHON" train.py \
-    --root "$DATA" \
-    --seed "$SEED" \
-    --trainer "$TRAINER" \
-    --dataset-config-file "$DATASET_CFG" \
-    --config-file "$TRAINER_CFG" \
-    --output-dir "$DIR" \
-    --model-dir "$MODEL_DIR" \
-    --load-epoch "$LOADEP" \
-    --eval-only
+TRAIN_FIRST="the xd_train.sh of ${TRAINER} with seed $2"
+run_xd_test "$@"

@@ -10,58 +10,12 @@
 #   SUB [new; "base" re-tests the base classes], PYTHON [python].
 # Output:  output/base2new/test_SUB/DATASET/shots_SHOTS/LogitPrior/CFG/seedSEED
 set -euo pipefail
+HERE=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=settings.sh
+source "${HERE}/settings.sh"
 
-if [[ $# -ne 2 ]]; then  # print the header above as the usage message
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
-    exit 2
-fi
-DATASET=$1
-SEED=$2
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-
-DATA=${DATA:-/path/to/datasets}
-TRAINER=LogitPrior
-BASE=${BASE:-CoOp}
-case $BASE in
-    CoOp) CFG=${CFG:-vit_b16_coop_c4_ep10_batch4_ctxv1} ;;
-    CoCoOp) CFG=${CFG:-vit_b16_cocoop_c4_ep10_batch4_ctxv1} ;;
-    BayesianPrompt) CFG=${CFG:-vit_b16_bayesianprompt_c4_ep10_batch4_ctxv1} ;;
-    *) echo "BASE must be CoOp, CoCoOp or BayesianPrompt, got '${BASE}'" >&2; exit 2 ;;
-esac
-SHOTS=${SHOTS:-16}
-SUB=${SUB:-new}
-PYTHON=${PYTHON:-python}
-
-DATASET_CFG=configs/datasets/${DATASET}.yaml
-TRAINER_CFG=configs/trainers/${TRAINER}/${CFG}.yaml
-[[ $SEED =~ ^[0-9]+$ ]] || { echo "SEED must be a non-negative integer, got '${SEED}'" >&2; exit 2; }
-[[ -f $DATASET_CFG ]] || { echo "No dataset config ${DATASET_CFG} (see configs/datasets/)" >&2; exit 2; }
-[[ -f $TRAINER_CFG ]] || { echo "No trainer config ${TRAINER_CFG} (see configs/trainers/${TRAINER}/)" >&2; exit 2; }
-LOADEP=${LOADEP:-$(sed -n 's/^[[:space:]]*MAX_EPOCH:[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$TRAINER_CFG" | tail -n 1)}
-[[ -n $LOADEP ]] || { echo "${TRAINER_CFG} sets no OPTIM.MAX_EPOCH: set LOADEP" >&2; exit 2; }
-
-COMMON_DIR=${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
-MODEL_DIR=output/base2new/train_base/${COMMON_DIR}
-DIR=output/base2new/test_${SUB}/${COMMON_DIR}
-if grep -qs '^\* accuracy:' "${DIR}"/log.txt*; then
-    echo "Results are available in ${DIR}. Skip this job"
-    exit 0
-fi
-if ! compgen -G "${MODEL_DIR}/*/model.pth.tar-${LOADEP}" > /dev/null; then
-    echo "No epoch-${LOADEP} model in ${MODEL_DIR}: run BASE=${BASE} CFG=${CFG}" \
-         "scripts/logit_prior/base2new_train.sh ${DATASET} ${SEED} first" >&2
-    exit 1
-fi
-[[ -d $DATA ]] || { echo "Dataset root '${DATA}' is not a directory: set DATA=/path/to/datasets" >&2; exit 2; }
-"$PYTHON" train.py \
-    --root "$DATA" \
-    --seed "$SEED" \
-    --trainer "$TRAINER" \
-    --dataset-config-file "$DATASET_CFG" \
-    --config-file "$TRAINER_CFG" \
-    --output-dir "$DIR" \
-    --model-dir "$MODEL_DIR" \
-    --load-epoch "$LOADEP" \
-    --eval-only \
-    DATASET.NUM_SHOTS "$SHOTS" \
-    DATASET.SUBSAMPLE_CLASSES "$SUB"
+require_args 2 "$#"
+cd_repo_root
+base_cfg base2new
+TRAIN_FIRST="BASE=${BASE} CFG=${CFG} scripts/logit_prior/base2new_train.sh $1 $2"
+run_base2new_test "$@"

@@ -10,39 +10,12 @@
 #   SHOTS [16, only in the folder name], PYTHON [python].
 # Output:  output/base2new/train_base/DATASET/shots_SHOTS/TRAINER/CFG/seedSEED
 set -euo pipefail
+HERE=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=../common.sh
+source "${HERE}/../common.sh"
 
-if [[ $# -ne 2 ]]; then  # print the header above as the usage message
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
-    exit 2
-fi
-DATASET=$1
-SEED=$2
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-
-DATA=${DATA:-/path/to/datasets}
+require_args 2 "$#"
+cd_repo_root
 TRAINER=${TRAINER:-ZeroshotCLIP}
 CFG=${CFG:-vit_b16}
-SHOTS=${SHOTS:-16}
-PYTHON=${PYTHON:-python}
-
-DATASET_CFG=configs/datasets/${DATASET}.yaml
-TRAINER_CFG=configs/trainers/${TRAINER}/${CFG}.yaml
-[[ $SEED =~ ^[0-9]+$ ]] || { echo "SEED must be a non-negative integer, got '${SEED}'" >&2; exit 2; }
-[[ -f $DATASET_CFG ]] || { echo "No dataset config ${DATASET_CFG} (see configs/datasets/)" >&2; exit 2; }
-[[ -f $TRAINER_CFG ]] || { echo "No trainer config ${TRAINER_CFG} (see configs/trainers/${TRAINER}/)" >&2; exit 2; }
-
-DIR=output/base2new/train_base/${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
-if grep -qs '^\* accuracy:' "${DIR}"/log.txt*; then
-    echo "Results are available in ${DIR}. Skip this job"
-    exit 0
-fi
-[[ -d $DATA ]] || { echo "Dataset root '${DATA}' is not a directory: set DATA=/path/to/datasets" >&2; exit 2; }
-"$PYTHON" train.py \
-    --root "$DATA" \
-    --seed "$SEED" \
-    --trainer "$TRAINER" \
-    --dataset-config-file "$DATASET_CFG" \
-    --config-file "$TRAINER_CFG" \
-    --output-dir "$DIR" \
-    --eval-only \
-    DATASET.SUBSAMPLE_CLASSES base
+run_base2new_zeroshot train_base base "$@"

@@ -8,34 +8,19 @@
 # Environment (defaults in brackets): DATA [/path/to/datasets], TRAINER [ZeroshotCLIP], PYTHON [python].
 # Output:  output/TRAINER/CFG/DATASET
 set -euo pipefail
+HERE=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=../common.sh
+source "${HERE}/../common.sh"
 
-if [[ $# -ne 2 ]]; then  # print the header above as the usage message
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
-    exit 2
-fi
+require_args 2 "$#"
 DATASET=$1
 CFG=$2
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-
-DATA=${DATA:-/path/to/datasets}
+cd_repo_root
 TRAINER=${TRAINER:-ZeroshotCLIP}
-PYTHON=${PYTHON:-python}
-
-DATASET_CFG=configs/datasets/${DATASET}.yaml
-TRAINER_CFG=configs/trainers/${TRAINER}/${CFG}.yaml
-[[ -f $DATASET_CFG ]] || { echo "No dataset config ${DATASET_CFG} (see configs/datasets/)" >&2; exit 2; }
-[[ -f $TRAINER_CFG ]] || { echo "No trainer config ${TRAINER_CFG} (see configs/trainers/${TRAINER}/)" >&2; exit 2; }
+dataset_cfg "$DATASET"
+trainer_cfg
 
 DIR=output/${TRAINER}/${CFG}/${DATASET}
-if grep -qs '^\* accuracy:' "${DIR}"/log.txt*; then
-    echo "Results are available in ${DIR}. Skip this job"
-    exit 0
-fi
-[[ -d $DATA ]] || { echo "Dataset root '${DATA}' is not a directory: set DATA=/path/to/datasets" >&2; exit 2; }
-"$PYTHON" train.py \
-    --root "$DATA" \
-    --trainer "$TRAINER" \
-    --dataset-config-file "$DATASET_CFG" \
-    --config-file "$TRAINER_CFG" \
-    --output-dir "$DIR" \
-    --eval-only
+skip_if_evaluated "$DIR"
+check_data
+train_py "$DIR" "$DATASET" "" --eval-only
