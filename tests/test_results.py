@@ -597,6 +597,7 @@ def test_synthetic_block_matches_dassl_evaluator(capsys):
     CoOp's parse rule on them) follow Dassl's real wording; if that wording changes, this fails."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("sklearn")
+    pytest.importorskip("dassl", reason="Dassl.pytorch is not installed (see README 'Set-up')")
     from clipbayes.compat import import_dassl
 
     import_dassl()

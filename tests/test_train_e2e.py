@@ -20,9 +20,12 @@ pytestmark = requires_dassl
 FAST = ["OPTIM.MAX_EPOCH", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "16", "TRAIN.PRINT_FREQ", "2"]
 
 
-def trainers() -> list[str]:
+TRAINERS = ["BayesianPrompt", "CoCoOp", "CoOp", "LogitPrior", "ZeroshotCLIP"]
+
+
+def test_every_registered_trainer_is_tested_end_to_end():
     import clipbayes.trainers
-    return sorted(clipbayes.trainers.__all__)
+    assert sorted(clipbayes.trainers.__all__) == TRAINERS
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def check_feature_cache(env, tmp_path, trainer, seed, model_dir, expected):
     assert len(os.listdir(cache)) == 1
 
 
-@pytest.mark.parametrize("trainer", trainers())
+@pytest.mark.parametrize("trainer", TRAINERS)
 def test_train_checkpoint_eval_only_and_results(tmp_path, env, trainer):
     accuracies = []
     seeds = (1, 2) if trainer == "CoOp" else (1,)  # two seeds once, to check mean over seeds
@@ -183,7 +186,7 @@ def test_logit_prior_over_other_bases(tmp_path, env, base):
 @pytest.mark.parametrize("dataset,yaml", [("OxfordPets", "oxford_pets"), ("FGVCAircraft", "fgvc_aircraft"),
                                           ("ImageNet", "imagenet")])
 def test_dataset_families_train_base_and_test_new(tmp_path, env, dataset, yaml):
-    from datasets.miniature import build_miniature
+    from tests.datasets.miniature import build_miniature
 
     root = tmp_path / "data"
     build_miniature(str(root), dataset)

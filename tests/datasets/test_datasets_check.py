@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytest.importorskip("dassl", reason="Dassl.pytorch is not installed (see README 'Set-up'); the dataset readers need it")
+
 from tests.datasets.miniature import REPO_ROOT, build_all, build_miniature, corrupt_image
 
 from clipbayes.datasets.check import main

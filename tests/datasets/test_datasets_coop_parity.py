@@ -19,6 +19,8 @@ import sys
 
 import pytest
 
+pytest.importorskip("dassl", reason="Dassl.pytorch is not installed (see README 'Set-up'); the dataset readers need it")
+
 from tests.datasets.helpers import make_cfg
 from tests.datasets.miniature import build_miniature
 

@@ -6,6 +6,8 @@ import random
 
 import pytest
 
+pytest.importorskip("dassl", reason="Dassl.pytorch is not installed (see README 'Set-up'); the dataset readers need it")
+
 from tests.datasets.helpers import build, entries, make_cfg, restate_fewshot
 from tests.datasets.miniature import REPO_ROOT, write_image
 

@@ -2,6 +2,10 @@
 import os
 import re
 
+import pytest
+
+pytest.importorskip("dassl", reason="Dassl.pytorch is not installed (see README 'Set-up'); the dataset readers need it")
+
 from tests.datasets.miniature import REPO_ROOT
 
 from clipbayes.datasets import SOURCES

@@ -7,6 +7,8 @@ import random
 
 import pytest
 
+pytest.importorskip("dassl", reason="Dassl.pytorch is not installed (see README 'Set-up'); the dataset readers need it")
+
 from tests.datasets.helpers import build, entries, make_cfg
 from tests.datasets.miniature import SPLIT_FILE_DATASETS, build_miniature
 

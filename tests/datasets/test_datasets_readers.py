@@ -4,6 +4,8 @@ import pickle
 
 import pytest
 
+pytest.importorskip("dassl", reason="Dassl.pytorch is not installed (see README 'Set-up'); the dataset readers need it")
+
 from tests.datasets.helpers import build, entries, make_cfg
 from tests.datasets.miniature import MINIATURES, SPLIT_FILE_DATASETS, TEST_ONLY, build_miniature
 

@@ -3,6 +3,8 @@ import math
 
 import pytest
 
+pytest.importorskip("dassl", reason="Dassl.pytorch is not installed (see README 'Set-up'); the dataset readers need it")
+
 from tests.datasets.helpers import build, entries, make_cfg
 from tests.datasets.miniature import build_miniature
 
