@@ -23,7 +23,7 @@ from clipbayes.engine import checkpoint as ckpt
 from clipbayes.engine.feature_cache import cache_key, cached_image_features
 from clipbayes.engine.schedule import build_lr_scheduler
 from clipbayes.modeling.clip_loader import load_clip
-from clipbayes.modeling.precision import apply_precision, autocast, resolve_precision
+from clipbayes.modeling.precision import PRECISIONS, apply_precision, autocast, resolve_precision
 
 import_dassl()
 from dassl.engine import TrainerX  # noqa: E402
@@ -49,8 +49,8 @@ class PromptTrainer(TrainerX):
 
     def check_cfg(self, cfg):
         prec = cfg.TRAINER[self.METHOD_KEY].PREC
-        if prec not in ("fp16", "fp32", "amp", "bf16"):
-            raise ValueError(f"TRAINER.{self.METHOD_KEY}.PREC must be fp16, fp32, amp or bf16; got '{prec}'")
+        if prec not in PRECISIONS:
+            raise ValueError(f"TRAINER.{self.METHOD_KEY}.PREC must be one of {PRECISIONS}; got '{prec}'")
 
     @classmethod
     def make_prompt_model(cls, cfg, clip_model, classnames):
