@@ -166,7 +166,8 @@ def run(argv: list[str] | None = None) -> None:
     check_trainer(args.trainer)
     if len(args.opts or []) % 2:
         raise UsageError(f"Trailing options must be KEY VALUE pairs; got an odd number: {args.opts}")
-    if is_demo(args):
+    demo = is_demo(args)
+    if demo:
         from clipbayes.demo import demo_options
 
         print(f"No dataset or config given: running the embedded demo of {args.trainer} "
@@ -197,7 +198,7 @@ def run(argv: list[str] | None = None) -> None:
         return
     if not args.no_train:
         trainer.train()
-    if is_demo(args):
+    if demo:
         print(f"Demo finished; outputs in {cfg.OUTPUT_DIR}. The tiny CLIP is random, so accuracy near chance is "
               f"expected: use a real backbone and dataset for real numbers (README.md).")
 

@@ -101,6 +101,7 @@ def test_seed_zero_is_a_seed(tmp_path, env):
     first = train(env, "--trainer", "CoOp", "--seed", "0", "--output-dir", str(tmp_path / "a"), *FAST)
     second = train(env, "--trainer", "CoOp", "--seed", "0", "--output-dir", str(tmp_path / "b"), *FAST)
     assert "Setting fixed seed: 0" in first.stdout
+    assert "running the embedded demo of CoOp" in first.stdout and "Demo finished; outputs in" in first.stdout
     losses = [re.findall(r"loss ([\d.]+)", p.stdout) for p in (first, second)]
     assert losses[0] and losses[0] == losses[1]
 
