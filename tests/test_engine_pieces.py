@@ -196,3 +196,32 @@ def test_precision_falls_back_to_fp32_on_cpu(capsys):
     assert resolve_precision("bf16", torch.device("cuda")) == "bf16"
     with pytest.raises(ValueError, match="PREC"):
         resolve_precision("int8", torch.device("cpu"))
+
+
+def test_download_verifies_checksum_caches_and_is_reused(tmp_path, monkeypatch):
+    import hashlib
+    import io
+
+    source = tmp_path / "source.pt"
+    torch.save(clip_loader.build_tiny_clip("tiny-vit").state_dict(), source)
+    payload = source.read_bytes()
+    sha = hashlib.sha256(payload).hexdigest()
+    monkeypatch.setitem(clip_loader.OPENAI_MODELS, "Tiny/Test", ("Tiny-Test.pt", sha))
+    downloads = []
+
+    def fake_urlopen(url, timeout):
+        downloads.append(url)
+        return io.BytesIO(payload)
+
+    monkeypatch.setattr(clip_loader.urllib.request, "urlopen", fake_urlopen)
+    cache = tmp_path / "cache"
+    first = clip_loader.load_clip("Tiny/Test", cache_dir=str(cache))
+    second = clip_loader.load_clip("Tiny/Test", cache_dir=str(cache))
+    assert downloads == [clip_loader.OPENAI_URL.format(sha=sha, file="Tiny-Test.pt")]  # once, then the cache
+    assert sorted(os.listdir(cache)) == ["Tiny-Test.pt"]
+    torch.testing.assert_close(first.state_dict(), second.state_dict())
+
+    monkeypatch.setitem(clip_loader.OPENAI_MODELS, "Tiny/Bad", ("Tiny-Bad.pt", "0" * 64))
+    with pytest.raises(clip_loader.CLIPLoadError, match="does not match its SHA-256"):
+        clip_loader.load_clip("Tiny/Bad", cache_dir=str(cache))
+    assert sorted(os.listdir(cache)) == ["Tiny-Test.pt"]  # the corrupt download was not kept

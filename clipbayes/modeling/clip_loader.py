@@ -17,6 +17,7 @@ import os.path as osp
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 
 import torch
 
@@ -118,7 +119,9 @@ def _download_openai(name: str, cache_dir: str) -> str:
 def read_state_dict(path: str) -> dict:
     """State dict from an OpenAI TorchScript archive or from a ``torch.save``-d state dict."""
     try:
-        archive = torch.jit.load(path, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated, OpenAI's files need it
+            archive = torch.jit.load(path, map_location="cpu")
         return archive.state_dict()
     except RuntimeError:
         pass
