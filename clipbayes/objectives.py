@@ -34,7 +34,6 @@ __all__ = [
     "mc_log_mean_exp_probs",
     "mc_nll",
     "gaussian_kl_to_standard_normal",
-    "bayesian_prompt_loss",
     "polya_gamma_mean",
     "ove_other_classes",
     "ove_pg_loss",
@@ -102,20 +101,6 @@ def gaussian_kl_to_standard_normal(mu: Tensor, log_var: Tensor) -> Tensor:
         raise ValueError(f"mu {tuple(mu.shape)} and log_var {tuple(log_var.shape)} differ in shape")
     kl = 0.5 * (torch.exp(log_var) + mu.pow(2) - 1.0 - log_var)
     return kl.mean(dim=-1).mean()
-
-
-def bayesian_prompt_loss(
-    logits: Tensor, labels: Tensor, mu: Tensor, log_var: Tensor, kl_weight: float = 1e-3
-) -> Tuple[Tensor, Dict[str, Tensor]]:
-    """Full BayesianPrompt objective: ``mc_nll(logits, labels) + kl_weight * KL``.
-
-    logits: (L, B, C); labels: (B,); mu, log_var: (1, D) (unconditional) or (B, D) (conditional).
-    Returns (loss, {"nll": ..., "kl": ...}) with the parts detached (the KL unweighted).
-    """
-    nll = mc_nll(logits, labels)
-    kl = gaussian_kl_to_standard_normal(mu, log_var)
-    loss = nll + kl_weight * kl
-    return loss, {"nll": nll.detach(), "kl": kl.detach()}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from clipbayes.objectives import (
-    bayesian_prompt_loss,
     gaussian_kl_to_standard_normal,
     log_mean_exp,
     mc_log_mean_exp_probs,
@@ -397,16 +396,6 @@ def test_gaussian_kl_matches_torch_distributions(shape):
     assert got.dim() == 0
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
     assert gaussian_kl_to_standard_normal(torch.zeros(shape), torch.zeros(shape)).item() == 0.0
-
-
-def test_bayesian_prompt_loss_composition():
-    g = torch.Generator().manual_seed(4)
-    logits = torch.randn(3, 2, 5, generator=g)
-    y = torch.tensor([1, 4])
-    mu, lv = torch.randn(2, 8, generator=g), torch.rand(2, 8, generator=g)
-    loss, parts = bayesian_prompt_loss(logits, y, mu, lv, kl_weight=1e-3)
-    torch.testing.assert_close(loss, mc_nll(logits, y) + 1e-3 * gaussian_kl_to_standard_normal(mu, lv))
-    torch.testing.assert_close(parts["kl"], gaussian_kl_to_standard_normal(mu, lv))
 
 
 def test_bpl_golden_kl_term_through_mean_gradient():
