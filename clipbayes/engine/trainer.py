@@ -6,8 +6,8 @@ the OPTIM keys with a torch-native schedule, and runs training steps with precis
 It replaces the parts of Dassl that fail on current torch: warm-up schedulers, ``torch.load`` of checkpoints,
 ``load_model`` without a validation result; and it writes checkpoints atomically.
 
-A method is a subclass that sets ``METHOD_KEY`` (its config node under ``TRAINER``) and implements the
-classmethod ``make_prompt_model(cfg, clip_model, classnames) -> PromptCLIP``.
+A method is a subclass that sets ``METHOD_KEY`` (its config node under ``TRAINER``) and
+``build_model_from_cfg = staticmethod(build(cfg, node, clip_model, classnames) -> PromptCLIP)``.
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ class NonFiniteLossError(FloatingPointError):
 
 class PromptTrainer(TrainerX):
     METHOD_KEY = ""  # config node under cfg.TRAINER, e.g. "COOP"
+    build_model_from_cfg = None  # build(cfg, node, clip_model, classnames) -> PromptCLIP, node = cfg.TRAINER[KEY]
 
     # --- construction ------------------------------------------------------------------------------------------
     @property
@@ -55,10 +56,7 @@ class PromptTrainer(TrainerX):
     @classmethod
     def make_prompt_model(cls, cfg, clip_model, classnames):
         """The method's PromptCLIP for ``classnames``; reads its keys from ``cfg.TRAINER[cls.METHOD_KEY]``."""
-        raise NotImplementedError
-
-    def build_prompt_model(self, clip_model, classnames):
-        return self.make_prompt_model(self.cfg, clip_model, classnames)
+        return cls.build_model_from_cfg(cfg, cfg.TRAINER[cls.METHOD_KEY], clip_model, classnames)
 
     def build_model(self):
         cfg = self.cfg
@@ -69,7 +67,7 @@ class PromptTrainer(TrainerX):
         apply_precision(clip_model, self.precision)
 
         print("Building the prompt model")
-        self.model = self.build_prompt_model(clip_model, classnames)
+        self.model = self.make_prompt_model(cfg, clip_model, classnames)
         learner = self.model.learner
         self.model.requires_grad_(False)
         if learner is not None:

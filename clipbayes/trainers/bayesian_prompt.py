@@ -176,7 +176,4 @@ def build_bayesian_prompt_model(cfg, node, clip_model, classnames) -> BayesianPr
 @TRAINER_REGISTRY.register()
 class BayesianPrompt(PromptTrainer):
     METHOD_KEY = "BAYESIAN_PROMPT"
-
-    @classmethod
-    def make_prompt_model(cls, cfg, clip_model, classnames):
-        return build_bayesian_prompt_model(cfg, cfg.TRAINER.BAYESIAN_PROMPT, clip_model, classnames)
+    build_model_from_cfg = staticmethod(build_bayesian_prompt_model)

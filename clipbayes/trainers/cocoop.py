@@ -64,7 +64,4 @@ def build_cocoop_model(cfg, node, clip_model, classnames) -> CoCoOpModel:
 @TRAINER_REGISTRY.register()
 class CoCoOp(PromptTrainer):
     METHOD_KEY = "COCOOP"
-
-    @classmethod
-    def make_prompt_model(cls, cfg, clip_model, classnames):
-        return build_cocoop_model(cfg, cfg.TRAINER.COCOOP, clip_model, classnames)
+    build_model_from_cfg = staticmethod(build_cocoop_model)

@@ -66,7 +66,4 @@ def build_coop_model(cfg, node, clip_model, classnames) -> CoOpModel:
 @TRAINER_REGISTRY.register()
 class CoOp(PromptTrainer):
     METHOD_KEY = "COOP"
-
-    @classmethod
-    def make_prompt_model(cls, cfg, clip_model, classnames):
-        return build_coop_model(cfg, cfg.TRAINER.COOP, clip_model, classnames)
+    build_model_from_cfg = staticmethod(build_coop_model)

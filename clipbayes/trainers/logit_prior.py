@@ -95,7 +95,4 @@ def build_logit_prior_model(cfg, node, clip_model, classnames) -> LogitPriorMode
 @TRAINER_REGISTRY.register()
 class LogitPrior(PromptTrainer):
     METHOD_KEY = "LOGIT_PRIOR"
-
-    @classmethod
-    def make_prompt_model(cls, cfg, clip_model, classnames):
-        return build_logit_prior_model(cfg, cfg.TRAINER.LOGIT_PRIOR, clip_model, classnames)
+    build_model_from_cfg = staticmethod(build_logit_prior_model)

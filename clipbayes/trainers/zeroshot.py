@@ -30,6 +30,12 @@ def zeroshot_templates(cfg, template: str = "", ensemble: bool = False) -> list[
     return [template or template_from_cfg(cfg)]
 
 
+def build_zeroshot_model(cfg, node, clip_model, classnames) -> "ZeroshotModel":
+    templates = zeroshot_templates(cfg, node.TEMPLATE, node.ENSEMBLE)
+    print(f"Zero-shot prompt template(s): {templates}")
+    return ZeroshotModel(clip_model, classnames, templates)
+
+
 class ZeroshotModel(PromptCLIP):
     def __init__(self, clip_model, classnames, templates):
         super().__init__(clip_model, classnames)
@@ -42,10 +48,4 @@ class ZeroshotModel(PromptCLIP):
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(PromptTrainer):
     METHOD_KEY = "ZEROSHOT_CLIP"
-
-    @classmethod
-    def make_prompt_model(cls, cfg, clip_model, classnames):
-        node = cfg.TRAINER.ZEROSHOT_CLIP
-        templates = zeroshot_templates(cfg, node.TEMPLATE, node.ENSEMBLE)
-        print(f"Zero-shot prompt template(s): {templates}")
-        return ZeroshotModel(clip_model, classnames, templates)
+    build_model_from_cfg = staticmethod(build_zeroshot_model)
