@@ -129,13 +129,16 @@ class PromptCLIP(nn.Module):
         raise NotImplementedError
 
 
+def training_scores(logits: torch.Tensor) -> torch.Tensor:
+    """(B, C) scores of training logits: the logits themselves, or log of the MC-averaged softmax of (L, B, C)."""
+    return logits if logits.dim() == 2 else mc_log_mean_exp_probs(logits)
+
+
 def likelihood_loss(logits: torch.Tensor, labels: torch.Tensor, regularisers: dict):
     """loss = -log p(y | x) + sum of regularisers; p is the softmax of (B, C) logits or the MC average of the
     softmaxes of (L, B, C) logits. Returns (loss, scores (B, C), parts to log)."""
-    if logits.dim() == 2:
-        nll, scores = F.cross_entropy(logits, labels), logits
-    else:
-        nll, scores = mc_nll(logits, labels), mc_log_mean_exp_probs(logits)
+    nll = F.cross_entropy(logits, labels) if logits.dim() == 2 else mc_nll(logits, labels)
+    scores = training_scores(logits)
     parts = {"nll": nll, **regularisers} if regularisers else {}
     return nll + sum(regularisers.values()), scores, parts
 

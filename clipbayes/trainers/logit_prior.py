@@ -15,8 +15,8 @@ import torch.nn as nn
 
 from clipbayes.config import method_config
 from clipbayes.engine.trainer import PromptTrainer
-from clipbayes.modeling.prompt_clip import PromptCLIP, handcrafted_text_features
-from clipbayes.objectives import OMEGA_FORMULAS, mc_log_mean_exp_probs, ove_pg_loss
+from clipbayes.modeling.prompt_clip import PromptCLIP, handcrafted_text_features, training_scores
+from clipbayes.objectives import OMEGA_FORMULAS, ove_pg_loss
 from clipbayes.trainers.zeroshot import zeroshot_templates
 
 from dassl.engine import TRAINER_REGISTRY
@@ -70,8 +70,7 @@ class LogitPriorModel(nn.Module):
         objective, parts = ove_pg_loss(logits.float(), self.zeroshot_logits(image_features), labels,
                                        alpha=self.alpha, lambda_1=self.lambda_1, omega_formula=self.omega,
                                        num_samples=self.gibbs_samples, noise=noise)
-        scores = logits if logits.dim() == 2 else mc_log_mean_exp_probs(logits)
-        return objective + sum(regularisers.values()), scores, {**parts, **regularisers}
+        return objective + sum(regularisers.values()), training_scores(logits), {**parts, **regularisers}
 
     def predict(self, images):
         return self.base.predict(images)
