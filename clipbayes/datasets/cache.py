@@ -19,9 +19,9 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 from typing import Any, Callable, Iterable, List, Optional
 
+from clipbayes.fileio import atomic_write
 
 #: Set to True to silence :func:`log` (the checker does, to keep its report readable).
 QUIET = False
@@ -66,27 +66,9 @@ def is_writable_dir(path: str) -> bool:
     return os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)
 
 
-def _atomic_write(path: str, write: Callable[[Any], None], binary: bool) -> None:
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def atomic_write_pickle(obj: Any, path: str) -> None:
     """Pickle ``obj`` to ``path`` atomically (highest protocol, as CoOp writes its caches)."""
-    _atomic_write(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL), binary=True)
+    atomic_write(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL), binary=True)
 
 
 def atomic_write_json(obj: Any, path: str) -> None:
@@ -94,7 +76,7 @@ def atomic_write_json(obj: Any, path: str) -> None:
     def _dump(handle):
         json.dump(obj, handle, indent=4, separators=(",", ": "))
         handle.write("\n")
-    _atomic_write(path, _dump, binary=False)
+    atomic_write(path, _dump, binary=False)
 
 
 def candidate_paths(filename: str, data_folder: str, dataset_dir: str, kind: str) -> List[str]:

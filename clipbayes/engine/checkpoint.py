@@ -6,27 +6,12 @@ and moved into place with ``os.replace``: a reader sees the old file or the new 
 """
 from __future__ import annotations
 
-import os
 import os.path as osp
 import pickle
-import tempfile
 
 import torch
 
-
-def atomic_write(path: str, write) -> None:
-    folder = osp.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=osp.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+from clipbayes.fileio import atomic_write
 
 
 def save_checkpoint(state: dict, folder: str, file_name: str, update_pointer: bool = True) -> str:

@@ -15,7 +15,7 @@ import os.path as osp
 
 import torch
 
-from clipbayes.engine.checkpoint import atomic_write
+from clipbayes.fileio import atomic_write
 from clipbayes.modeling.clip_loader import OPENAI_MODELS, TINY_MODELS
 
 
