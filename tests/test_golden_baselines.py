@@ -27,7 +27,12 @@ def _cfg():
 
 
 def _assert_close(actual, expected, rtol=1e-4, atol=1e-5):
-    torch.testing.assert_close(actual.float(), expected.float(), rtol=rtol, atol=atol)
+    """Element-wise to ``rtol``, with the absolute slack scaled by the tensor's largest entry: a gradient entry
+    near zero in a tensor of entries up to ~25 carries the float32 rounding of the large ones (the CPU's
+    reduction order differs between processors by ~1e-5 there)."""
+    expected = expected.float()
+    scale = max(1.0, float(expected.abs().max()))
+    torch.testing.assert_close(actual.float(), expected, rtol=rtol, atol=atol * scale)
 
 
 def test_coop_matches_official(golden_clip, golden_inputs):
