@@ -21,6 +21,11 @@ import tempfile
 import torch
 
 from clipbayes.compat import import_dassl
+from clipbayes.config import ConfigError, check_cfg, default_cfg
+from clipbayes.modeling.clip_loader import UnknownBackboneError
+from clipbayes.registry import method_names
+
+DEBUG_VARIABLE = "CLIPBAYES_DEBUG"  # set to 1 to see the traceback behind a one-line error
 
 
 class UsageError(Exception):
@@ -70,8 +75,6 @@ def _explain(err: Exception) -> str:
 
 
 def setup_cfg(args):
-    from clipbayes.config import default_cfg
-
     cfg = default_cfg()
     if args.dataset_config_file:
         _merge_file(cfg, args.dataset_config_file, "dataset config file")
@@ -101,15 +104,15 @@ def setup_cfg(args):
         cfg.merge_from_list(list(args.opts or []))
     except (KeyError, AssertionError, ValueError) as err:
         raise UsageError(f"Cannot apply command-line options: {_explain(err)}") from err
+    check_cfg(cfg)
     cfg.freeze()
     return cfg
 
 
 def check_trainer(name: str) -> None:
-    import clipbayes.trainers
     from dassl.engine import TRAINER_REGISTRY
 
-    ours = sorted(clipbayes.trainers.__all__)
+    ours = sorted(method_names())
     others = sorted(set(TRAINER_REGISTRY.registered_names()) - set(ours))
     listing = f"{', '.join(ours)} (Dassl's own: {', '.join(others)})"
     if not name:
@@ -205,15 +208,19 @@ def run(argv: list[str] | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run train.py; bad input and known faults end with one clear message and a non-zero exit code:
-    2 for command-line/config mistakes, 1 for data and numerical faults."""
+    2 for command-line/config mistakes, 1 for data and numerical faults. With CLIPBAYES_DEBUG=1 the traceback is
+    shown instead."""
     from PIL import UnidentifiedImageError
 
     from clipbayes.datasets.errors import DatasetError
     from clipbayes.engine.trainer import NonFiniteLossError
 
+    if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+        run(argv)
+        return 0
     try:
         run(argv)
-    except UsageError as err:
+    except (UsageError, ConfigError, UnknownBackboneError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except DatasetError as err:

@@ -1,31 +1,120 @@
 """Configuration: Dassl's defaults extended with every key this plugin reads, declared before any yaml merge.
 
 Merge order (as CoOp's train.py): Dassl defaults -> our keys -> dataset yaml -> trainer yaml -> CLI flags ->
-trailing ``KEY VALUE`` pairs. Each trainer declares its own node under ``TRAINER.<KEY>`` with
-:func:`method_config`; this module only collects them.
+trailing ``KEY VALUE`` pairs, then :func:`check_cfg` validates every method key once.
+
+A method declares its keys as a table ``{NAME: Key(default, meaning, choices=... | check=...)}`` (the pattern of
+``clipbayes/datasets/config.py``) and hands it to :func:`clipbayes.registry.register_method`; the table gives the
+yacs defaults under ``cfg.TRAINER.<NODE>``, the validation and the key tables of ``docs/methods/*.md``.
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from yacs.config import CfgNode as CN
 
-_METHOD_NODES: dict[str, Callable[[CN], None]] = {}
+from clipbayes import registry
+from clipbayes.datasets.templates import check_template
+from clipbayes.modeling.precision import PRECISIONS
+from clipbayes.modeling.text import CLASS_TOKEN_POSITIONS
 
 
-def method_config(key: str):
-    """Decorator: ``fill(node)`` sets the defaults of ``cfg.TRAINER.<key>``."""
-    def register(fill: Callable[[CN], None]):
-        if key in _METHOD_NODES and _METHOD_NODES[key] is not fill:
-            raise KeyError(f"Config node TRAINER.{key} is declared twice")
-        _METHOD_NODES[key] = fill
-        return fill
-    return register
+class ConfigError(ValueError):
+    """An impossible configuration value; the message names the key and what it accepts."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A test of a key's value with the words that describe what passes it (``"an integer >= 1"``)."""
+
+    accepts: Callable[[Any], bool]
+    text: str
+
+
+def at_least(low: float, integer: bool = True) -> Check:
+    kind = "an integer" if integer else "a number"
+    return Check(lambda v: (isinstance(v, int) if integer else isinstance(v, (int, float)))
+                 and not isinstance(v, bool) and v >= low, f"{kind} >= {low:g}")
+
+
+def between(low: float, high: float) -> Check:
+    return Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high,
+                 f"a number in [{low:g}, {high:g}]")
+
+
+def ordered_pair() -> Check:
+    def accepts(v):
+        return isinstance(v, (tuple, list)) and len(v) == 2 and float(v[0]) <= float(v[1])
+    return Check(accepts, "a pair (low, high) with low <= high")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One method config key: its default, a one-line meaning, and its allowed values or a check."""
+
+    default: Any
+    meaning: str
+    choices: tuple | None = None
+    check: Check | None = None
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return " | ".join(str(c) for c in self.choices)
+        return self.check.text if self.check is not None else ""
+
+    def validate(self, path: str, value: Any) -> None:
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{path} must be one of {' | '.join(map(str, self.choices))}; got {value!r}")
+        if self.check is not None and not self.check.accepts(value):
+            raise ConfigError(f"{path} must be {self.check.text}; got {value!r}")
+
+
+# --- keys several methods share ----------------------------------------------------------------------------------
+def precision_key(default: str) -> dict[str, Key]:
+    return {"PREC": Key(default, "numerical precision of the frozen CLIP (fp32 on a CPU)", choices=PRECISIONS)}
+
+
+def context_keys(n_ctx: int, ctx_init: str, position: bool = True) -> dict[str, Key]:
+    """CoOp's context keys: ``N_CTX``, ``CTX_INIT`` and (optionally) ``CLASS_TOKEN_POSITION``."""
+    keys = {
+        "N_CTX": Key(n_ctx, "context length M when CTX_INIT is empty", check=at_least(1)),
+        "CTX_INIT": Key(ctx_init, 'words initialising the context (M = their token count); "" = random '
+                                  "N(0, 0.02^2)"),
+    }
+    if position:
+        keys["CLASS_TOKEN_POSITION"] = Key("end", "where the class name sits among the context tokens",
+                                           choices=CLASS_TOKEN_POSITIONS)
+    return keys
+
+
+def _is_template(value) -> bool:
+    try:
+        return value == "" or check_template(value) == value
+    except (ValueError, AttributeError):
+        return False
+
+
+def template_keys() -> dict[str, Key]:
+    """Hand-crafted prompt keys of the methods that use zero-shot text features."""
+    return {
+        "TEMPLATE": Key("", 'hand-crafted prompt template; "" = DATASET.PROMPT_TEMPLATE, else the dataset\'s, '
+                            'else "a photo of a {}."', check=Check(_is_template, '"" or a text with one "{}"')),
+        "ENSEMBLE": Key(False, "average the features of the template ensemble instead", choices=(False, True)),
+    }
+
+
+# --- building and checking the config ------------------------------------------------------------------------------
+def default_node(keys: dict) -> CN:
+    """A yacs node holding the defaults of a key table."""
+    node = CN()
+    for name, key in keys.items():
+        node[name] = key.default
+    return node
 
 
 def extend_cfg(cfg: CN) -> CN:
     """Add our keys to a Dassl default config (idempotent for the nodes it creates)."""
-    import clipbayes.trainers  # noqa: F401  (registers every method node)
     from clipbayes.datasets.config import add_dataset_config
 
     add_dataset_config(cfg)
@@ -35,12 +124,20 @@ def extend_cfg(cfg: CN) -> CN:
         cfg.MODEL.CLIP.TEXT_CHUNK_SIZE = 0  # max prompts per text-encoder pass (0 = all at once)
         cfg.MODEL.CLIP.TEXT_CHECKPOINTING = False  # recompute text activations in backward (saves memory)
         cfg.MODEL.CLIP.IMAGE_FEATURE_CACHE = ""  # folder caching test-set image features ("" = off)
-    for key, fill in _METHOD_NODES.items():
-        if key not in cfg.TRAINER:
-            node = CN()
-            fill(node)
-            cfg.TRAINER[key] = node
+    for method in registry.list_methods():
+        if method.node not in cfg.TRAINER:
+            cfg.TRAINER[method.node] = default_node(method.keys)
     return cfg
+
+
+def check_cfg(cfg: CN) -> None:
+    """Validate every declared method key and each method's cross-key check; raise ConfigError on the first fault."""
+    for method in registry.list_methods():
+        node = cfg.TRAINER[method.node]
+        for name, key in method.keys.items():
+            key.validate(f"TRAINER.{method.node}.{name}", node[name])
+        if method.check is not None:
+            method.check(cfg, node)
 
 
 def default_cfg() -> CN:

@@ -29,11 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from clipbayes.modeling.contract import LossOutput
+
 __all__ = [
     "log_mean_exp",
     "mc_log_mean_exp_probs",
     "mc_nll",
     "gaussian_kl_to_standard_normal",
+    "predictive_scores",
+    "loggable",
+    "likelihood_loss",
     "polya_gamma_mean",
     "ove_other_classes",
     "ove_pg_loss",
@@ -101,6 +106,28 @@ def gaussian_kl_to_standard_normal(mu: Tensor, log_var: Tensor) -> Tensor:
         raise ValueError(f"mu {tuple(mu.shape)} and log_var {tuple(log_var.shape)} differ in shape")
     kl = 0.5 * (torch.exp(log_var) + mu.pow(2) - 1.0 - log_var)
     return kl.mean(dim=-1).mean()
+
+
+# --------------------------------------------------------------------------------------------------
+# The likelihood every method shares
+# --------------------------------------------------------------------------------------------------
+def predictive_scores(logits: Tensor) -> Tensor:
+    """(B, C) scores whose softmax is the predictive distribution: (B, C) logits as they are, or for (L, B, C)
+    samples the log of the MC-averaged softmax, log((1/L) sum_l softmax(logits_l))."""
+    return logits if logits.dim() == 2 else mc_log_mean_exp_probs(logits)
+
+
+def loggable(parts: Dict[str, Tensor]) -> Dict[str, float]:
+    """Scalar tensors -> plain floats for the training log (detached: no autograd state is read)."""
+    return {name: float(value.detach()) if torch.is_tensor(value) else float(value) for name, value in parts.items()}
+
+
+def likelihood_loss(logits: Tensor, labels: Tensor, regularisers: Dict[str, Tensor]) -> LossOutput:
+    """loss = -log p(y | x) + sum of the (already weighted) regularisers, p the softmax of (B, C) logits or the MC
+    average of the softmaxes of (L, B, C) logits (``mc_nll``). Parts logged: ``nll`` and each regulariser."""
+    nll = F.cross_entropy(logits, labels) if logits.dim() == 2 else mc_nll(logits, labels)
+    parts = loggable({"nll": nll, **regularisers}) if regularisers else {}
+    return LossOutput(nll + sum(regularisers.values()), predictive_scores(logits), parts)
 
 
 # --------------------------------------------------------------------------------------------------

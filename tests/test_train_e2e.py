@@ -20,12 +20,19 @@ pytestmark = requires_dassl
 FAST = ["OPTIM.MAX_EPOCH", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "16", "TRAIN.PRINT_FREQ", "2"]
 
 
-TRAINERS = ["BayesianPrompt", "CoCoOp", "CoOp", "LogitPrior", "ZeroshotCLIP"]
+def _registered() -> list[str]:
+    from clipbayes.compat import dassl_available
+    if not dassl_available():
+        return []
+    from clipbayes.registry import method_names
+    return sorted(method_names())
+
+
+TRAINERS = _registered()  # every registered method, present and future, goes through train.py here
 
 
 def test_every_registered_trainer_is_tested_end_to_end():
-    import clipbayes.trainers
-    assert sorted(clipbayes.trainers.__all__) == TRAINERS
+    assert {"BayesianPrompt", "CoCoOp", "CoOp", "LogitPrior", "ZeroshotCLIP"} <= set(TRAINERS)
 
 
 @pytest.fixture(scope="module")

@@ -58,3 +58,11 @@ def template_for(dataset_name: str, override: Optional[str] = None) -> str:
 def template_from_cfg(cfg) -> str:
     """``DATASET.PROMPT_TEMPLATE`` when set in the config, else the dataset's built-in template."""
     return template_for(cfg.DATASET.NAME, cfg.DATASET.get("PROMPT_TEMPLATE", ""))
+
+
+def zeroshot_templates(cfg, template: str = "", ensemble: bool = False) -> List[str]:
+    """The hand-crafted prompt template(s) of a method: the ensemble, else ``template``, else the dataset's
+    (:func:`template_from_cfg`)."""
+    if ensemble:
+        return list(ENSEMBLE_TEMPLATES)
+    return [template or template_from_cfg(cfg)]

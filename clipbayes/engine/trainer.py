@@ -6,8 +6,9 @@ the OPTIM keys with a torch-native schedule, and runs training steps with precis
 It replaces the parts of Dassl that fail on current torch: warm-up schedulers, ``torch.load`` of checkpoints,
 ``load_model`` without a validation result; and it writes checkpoints atomically.
 
-A method is a subclass that sets ``METHOD_KEY`` (its config node under ``TRAINER``) and
-``build_model_from_cfg = staticmethod(build(cfg, node, clip_model, classnames) -> PromptCLIP)``.
+A method is a subclass registered with ``clipbayes.registry.register_method``, which sets ``method`` (its
+``MethodSpec``: config node, keys, model builder); the model it builds satisfies
+``clipbayes.modeling.contract.MethodModel``.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from clipbayes.engine import checkpoint as ckpt
 from clipbayes.engine.feature_cache import cache_key, cached_image_features
 from clipbayes.engine.schedule import build_lr_scheduler
 from clipbayes.modeling.clip_loader import load_clip
-from clipbayes.modeling.precision import PRECISIONS, apply_precision, autocast, resolve_precision
+from clipbayes.modeling.precision import apply_precision, autocast, resolve_precision
 
 import_dassl()
 from dassl.engine import TrainerX  # noqa: E402
@@ -40,23 +41,17 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class PromptTrainer(TrainerX):
-    METHOD_KEY = ""  # config node under cfg.TRAINER, e.g. "COOP"
-    build_model_from_cfg = None  # build(cfg, node, clip_model, classnames) -> PromptCLIP, node = cfg.TRAINER[KEY]
+    method = None  # the MethodSpec, set by clipbayes.registry.register_method
 
     # --- construction ------------------------------------------------------------------------------------------
     @property
     def method_cfg(self):
-        return self.cfg.TRAINER[self.METHOD_KEY]
-
-    def check_cfg(self, cfg):
-        prec = cfg.TRAINER[self.METHOD_KEY].PREC
-        if prec not in PRECISIONS:
-            raise ValueError(f"TRAINER.{self.METHOD_KEY}.PREC must be one of {PRECISIONS}; got '{prec}'")
+        return self.cfg.TRAINER[self.method.node]
 
     @classmethod
     def make_prompt_model(cls, cfg, clip_model, classnames):
-        """The method's PromptCLIP for ``classnames``; reads its keys from ``cfg.TRAINER[cls.METHOD_KEY]``."""
-        return cls.build_model_from_cfg(cfg, cfg.TRAINER[cls.METHOD_KEY], clip_model, classnames)
+        """The method's model for ``classnames``; reads its keys from ``cfg.TRAINER.<node>``."""
+        return cls.method.build(cfg, cfg.TRAINER[cls.method.node], clip_model, classnames)
 
     def build_model(self):
         cfg = self.cfg
@@ -91,10 +86,28 @@ class PromptTrainer(TrainerX):
     def parse_batch_train(self, batch):
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
+    def before_train(self):
+        if self.model.wants_train_features:
+            self.attach_train_features()
+        super().before_train()
+
+    @torch.no_grad()
+    def attach_train_features(self):
+        """One pass over the training loader: its image features (N, E) and labels (N,) go to the model."""
+        features, labels = [], []
+        for batch in tqdm(self.train_loader_x, desc="training-set image features"):
+            images, label = self.parse_batch_train(batch)
+            with autocast(self.precision, self.device):
+                features.append(self.model.encode_images(images).float())
+            labels.append(label)
+        self.model.attach_train_features(torch.cat(features), torch.cat(labels))
+
     def forward_backward(self, batch):
         images, labels = self.parse_batch_train(batch)
         with autocast(self.precision, self.device):
             loss, scores, extras = self.model.train_loss(images, labels)
+        if scores.shape[0] != labels.shape[0]:  # rows appended by the method (augmentation): score the real ones
+            scores = scores[:labels.shape[0]]
         self.check_finite(loss)
         self.optim.zero_grad()
         if self.scaler is not None:
@@ -104,8 +117,7 @@ class PromptTrainer(TrainerX):
         else:
             loss.backward()
             self.optim.step()
-        summary = {"loss": loss.item(), "acc": (scores.argmax(-1) == labels).float().mean().item() * 100}
-        summary.update({k: float(v) for k, v in extras.items()})
+        summary = {"loss": loss.item(), "acc": (scores.argmax(-1) == labels).float().mean().item() * 100, **extras}
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return summary
@@ -125,20 +137,32 @@ class PromptTrainer(TrainerX):
 
     @torch.no_grad()
     def test(self, split=None):
-        """Evaluate as Dassl does, in two passes: image features of the split (read from the feature cache when
-        MODEL.CLIP.IMAGE_FEATURE_CACHE is set), then predictions from them in test batches, with image-independent
-        class features encoded once. Test-time sampling (MC prediction) draws from the RNG seeded with SEED and
-        restored afterwards: the same weights give the same result at the end of training, with --eval-only and
-        with cached features, and training is unaffected."""
+        """Evaluate as Dassl does, in two passes: image features of the split (:meth:`split_features`), then
+        predictions from them in test batches (:meth:`predict_from_features`), reported by Dassl's evaluator."""
         self.set_model_mode("eval")
         self.evaluator.reset()
+        split, loader, items = self.evaluation_split(split)
+        print(f"Evaluate on the *{split}* set")
+        features, labels = self.split_features(split, loader, items)
+        scores = self.predict_from_features(features, loader.batch_size)
+        for start in range(0, len(labels), loader.batch_size):
+            stop = start + loader.batch_size
+            self.evaluator.process(scores[start:stop].to(self.device), labels[start:stop].to(self.device))
+        results = self.evaluator.evaluate()
+        for name, value in results.items():
+            self.write_scalar(f"{split}/{name}", value, self.epoch)
+        return list(results.values())[0]
+
+    def evaluation_split(self, split=None):
+        """(name, loader, items) of the split to evaluate: ``val`` when asked for and present, else ``test``."""
         split = split or self.cfg.TEST.SPLIT
         if split == "val" and self.val_loader is not None:
-            loader, items = self.val_loader, self.dm.dataset.val
-        else:
-            split, loader, items = "test", self.test_loader, self.dm.dataset.test
-        print(f"Evaluate on the *{split}* set")
+            return split, self.val_loader, self.dm.dataset.val
+        return "test", self.test_loader, self.dm.dataset.test
 
+    def split_features(self, split, loader, items):
+        """Unit-norm image features (N, E) and labels (N,) of a split, on the CPU; read from and written to the
+        feature cache when MODEL.CLIP.IMAGE_FEATURE_CACHE is set."""
         def compute():
             features, labels = [], []
             for batch in tqdm(loader):
@@ -150,27 +174,26 @@ class PromptTrainer(TrainerX):
 
         cache_dir = self.cfg.MODEL.CLIP.IMAGE_FEATURE_CACHE
         if cache_dir:
-            key = cache_key(self.cfg, self.precision, split, items)
-            features, labels = cached_image_features(cache_dir, key, compute)
-        else:
-            features, labels = compute()
+            return cached_image_features(cache_dir, cache_key(self.cfg, self.precision, split, items), compute)
+        return compute()
 
+    def predict_from_features(self, features, batch_size):
+        """Scores (N, C) on the CPU (softmax = the predictive distribution) from image features (N, E), in batches,
+        with image-independent class features encoded once. Test-time sampling draws from the RNG seeded with
+        SEED and restored afterwards: the same weights give the same result at the end of training, with
+        --eval-only and with cached features, and training is unaffected."""
+        scores = []
         with contextlib.ExitStack() as stack:
             stack.enter_context(self.model.evaluation_cache())
             if self.cfg.SEED >= 0:
                 stack.enter_context(torch.random.fork_rng(
                     devices=[self.device] if self.device.type == "cuda" else []))
                 torch.manual_seed(self.cfg.SEED)
-            size = loader.batch_size
-            for start in range(0, len(labels), size):
-                batch = features[start:start + size].to(self.device, self.model.dtype)
+            for start in range(0, len(features), batch_size):
+                batch = features[start:start + batch_size].to(self.device, self.model.dtype)
                 with autocast(self.precision, self.device):
-                    scores = self.model.predict_features(batch).float()
-                self.evaluator.process(scores, labels[start:start + size].to(self.device))
-        results = self.evaluator.evaluate()
-        for name, value in results.items():
-            self.write_scalar(f"{split}/{name}", value, self.epoch)
-        return list(results.values())[0]
+                    scores.append(self.model.predict_features(batch).float().cpu())
+        return torch.cat(scores)
 
     # --- training loop hooks -------------------------------------------------------------------------------------
     def train(self):

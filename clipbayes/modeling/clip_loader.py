@@ -53,6 +53,10 @@ class CLIPLoadError(RuntimeError):
     """A CLIP model could not be loaded; the message says what was expected and how to fix it."""
 
 
+class UnknownBackboneError(CLIPLoadError):
+    """MODEL.BACKBONE.NAME is neither a known model name nor an existing file (a configuration mistake)."""
+
+
 def default_cache_dir() -> str:
     """``$CLIPBAYES_CLIP_CACHE``, else ``~/.cache/clip`` (the directory OpenAI's ``clip.load`` uses)."""
     return os.environ.get("CLIPBAYES_CLIP_CACHE") or osp.expanduser("~/.cache/clip")
@@ -74,7 +78,7 @@ def build_tiny_clip(name: str = "tiny-vit", seed: int = 0):
     """A small random ``clip.model.CLIP`` (fp32, eval); the global RNG state is left untouched."""
     clip = import_clip()
     if name not in TINY_MODELS:
-        raise CLIPLoadError(f"Unknown tiny model '{name}'. Choose one of {sorted(TINY_MODELS)}.")
+        raise UnknownBackboneError(f"Unknown tiny model '{name}'. Choose one of {sorted(TINY_MODELS)}.")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = clip.model.CLIP(**TINY_MODELS[name])
@@ -146,7 +150,7 @@ def load_clip(spec: str, cache_dir: str | None = None):
     elif osp.isfile(osp.expanduser(spec)):
         path = osp.expanduser(spec)
     else:
-        raise CLIPLoadError(
+        raise UnknownBackboneError(
             f"Unknown CLIP backbone '{spec}' (MODEL.BACKBONE.NAME): not a model name and no such file.\n"
             f"Known names: {', '.join(available_backbones())}; or give the path of a CLIP checkpoint file.")
     state = read_state_dict(path)

@@ -4,10 +4,11 @@
     ctx (..., K, M, D) --ClassPrompts--> prompts (..., C, T, D) --TextEncoder--> g (..., C, E), L2-normalised
     logits = exp(logit_scale) * <f, g>
 
-A method subclasses :class:`PromptCLIP` and defines ``train_logits(images)`` and ``predict(images)``; its
-learnable parameters live in ``self.learner`` (the only module the trainer optimises and checkpoints).
-The default objective is the likelihood of the labels under the training logits plus the method's weighted
-regularisers: cross-entropy for (B, C) logits, the Monte Carlo ``mc_nll`` for (L, B, C) samples of logits.
+:class:`PromptCLIP` implements the method contract (``clipbayes.modeling.contract``): a method subclasses it, sets
+``self.learner`` (the only module the trainer optimises and checkpoints) and defines ``train_logits(images,
+labels=None) -> TrainOutput`` and ``predict_logits(image_features)``. The base derives ``predict_features``
+(softmax of it = the predictive distribution) and ``train_loss`` (``objectives.likelihood_loss``: cross-entropy for
+(B, C) logits, the Monte Carlo ``mc_nll`` for (L, B, C) samples, plus the method's weighted regularisers).
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clipbayes.objectives import mc_log_mean_exp_probs, mc_nll
+from clipbayes.modeling.contract import LossOutput, TrainOutput
 from clipbayes.modeling.text import ClassPrompts, TextEncoder, count_tokens, tokenize
+from clipbayes.objectives import likelihood_loss, predictive_scores
 
 
 def initial_context(text_encoder: TextEncoder, n_ctx: int, ctx_init: str = "",
@@ -48,15 +50,34 @@ def context_length(n_ctx: int, ctx_init: str) -> int:
     return count_tokens(ctx_init.replace("_", " ")) if ctx_init else n_ctx
 
 
-class PromptCLIP(nn.Module):
-    """Frozen CLIP encoders + class prompts + a learnable ``learner``.
+class ContextVectors(nn.Module):
+    """CoOp's learnable context ``ctx``: (M, D) shared or (C, M, D) class-specific. forward() -> (K, M, D)."""
 
-    Class prompts with context slots are built when ``n_ctx`` or ``ctx_init`` is given. The method assigns its
-    learnable module to ``self.learner`` and implements
-      ``train_logits(images) -> (logits (B, C) or (L, B, C), image features (B, E), {name: weighted regulariser})``
-      ``predict_features(image_features (B, E)) -> scores (B, C)`` (logits or log-probabilities: the argmax is
-      the prediction); ``predict(images)`` encodes the images and calls it.
+    def __init__(self, ctx: torch.Tensor):
+        super().__init__()
+        self.ctx = nn.Parameter(ctx)
+
+    def forward(self) -> torch.Tensor:
+        return self.ctx if self.ctx.dim() == 3 else self.ctx.unsqueeze(0)
+
+
+def prompt_model_kwargs(cfg, node) -> dict:
+    """Keyword arguments of PromptCLIP for the methods with CoOp's context keys (N_CTX, CTX_INIT, position)."""
+    return dict(n_ctx=node.N_CTX, ctx_init=node.CTX_INIT,
+                position=node.get("CLASS_TOKEN_POSITION", "end"),
+                text_chunk_size=cfg.MODEL.CLIP.TEXT_CHUNK_SIZE,
+                text_checkpointing=cfg.MODEL.CLIP.TEXT_CHECKPOINTING)
+
+
+class PromptCLIP(nn.Module):
+    """Frozen CLIP encoders + class prompts + a learnable ``learner``: the shared base of the method contract.
+
+    Class prompts with context slots are built when ``n_ctx`` or ``ctx_init`` is given. A method assigns its
+    learnable module to ``self.learner`` and implements ``train_logits`` and ``predict_logits`` (shapes in
+    ``clipbayes.modeling.contract``).
     """
+
+    wants_train_features = False  # True: attach_train_features() receives the training set's image features
 
     def __init__(self, clip_model, classnames: list[str], n_ctx: int = 0, ctx_init: str = "",
                  position: str = "end",
@@ -113,34 +134,29 @@ class PromptCLIP(nn.Module):
             self._eval_text_features = compute()
         return self._eval_text_features
 
-    def train_logits(self, images: torch.Tensor):
+    # --- the method contract ------------------------------------------------------------------------------------
+    def train_logits(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> TrainOutput:
         raise NotImplementedError
 
-    def train_loss(self, images: torch.Tensor, labels: torch.Tensor):
-        """(loss, scores (B, C) for the training accuracy, {name: scalar} parts to log)."""
-        logits, _, regularisers = self.train_logits(images)
-        return likelihood_loss(logits, labels, regularisers)
+    def train_loss(self, images: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        """The likelihood of the labels under the training logits plus the method's weighted regularisers."""
+        out = self.train_logits(images, labels)
+        return likelihood_loss(out.logits, labels if out.labels is None else out.labels, out.regularisers)
 
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        return self.predict_features(self.encode_images(images))
-
-    def predict_features(self, image_features: torch.Tensor) -> torch.Tensor:
-        """Scores (B, C) from unit-norm image features (B, E): prediction depends on the image only through them."""
+    def predict_logits(self, image_features: torch.Tensor) -> torch.Tensor:
+        """(B, C) logits, or (L, B, C) logits of L posterior samples, from unit-norm image features (B, E)."""
         raise NotImplementedError
 
+    def predict_features(self, image_features: torch.Tensor, **options) -> torch.Tensor:
+        """Scores (B, C) whose softmax is the predictive distribution; depends on an image only via its feature."""
+        return predictive_scores(self.predict_logits(image_features, **options))
 
-def training_scores(logits: torch.Tensor) -> torch.Tensor:
-    """(B, C) scores of training logits: the logits themselves, or log of the MC-averaged softmax of (L, B, C)."""
-    return logits if logits.dim() == 2 else mc_log_mean_exp_probs(logits)
+    def predict(self, images: torch.Tensor, **options) -> torch.Tensor:
+        return self.predict_features(self.encode_images(images), **options)
 
-
-def likelihood_loss(logits: torch.Tensor, labels: torch.Tensor, regularisers: dict):
-    """loss = -log p(y | x) + sum of regularisers; p is the softmax of (B, C) logits or the MC average of the
-    softmaxes of (L, B, C) logits. Returns (loss, scores (B, C), parts to log)."""
-    nll = F.cross_entropy(logits, labels) if logits.dim() == 2 else mc_nll(logits, labels)
-    scores = training_scores(logits)
-    parts = {"nll": nll, **regularisers} if regularisers else {}
-    return nll + sum(regularisers.values()), scores, parts
+    def attach_train_features(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Receive the training set's image features (N, E) and labels (N,) (when ``wants_train_features``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not use the training set's image features")
 
 
 @torch.no_grad()

@@ -1,8 +1,9 @@
-"""Trainers registered in Dassl's TRAINER_REGISTRY; importing this package registers them all."""
-from clipbayes.trainers.zeroshot import ZeroshotCLIP
-from clipbayes.trainers.coop import CoOp
-from clipbayes.trainers.cocoop import CoCoOp
-from clipbayes.trainers.bayesian_prompt import BayesianPrompt
-from clipbayes.trainers.logit_prior import LogitPrior
+"""The methods: one module per method, each registering itself with ``clipbayes.registry.register_method``.
 
-__all__ = ["ZeroshotCLIP", "CoOp", "CoCoOp", "BayesianPrompt", "LogitPrior"]
+Importing this package imports every module in it (alphabetically), so a new method file needs no import list.
+"""
+import importlib
+import pkgutil
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")

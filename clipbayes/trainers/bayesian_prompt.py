@@ -6,7 +6,8 @@
     r_l      = mu + eps_l * exp(l / 2),   eps_l ~ N(0, I),   l = 1..L
     logits_l[b, c] = exp(logit_scale) * f(x_b) . g(t_c(r_l))
     loss     = -(1/B) sum_b log((1/L) sum_l softmax(logits_l[b])[y_b]) + beta * KL(q || N(0, I))
-    predict  = log((1/L) sum_l softmax(logits_l))   (fresh samples),   or log softmax(logits(r = mu))
+    predict  = logits_l (L, B, C) of fresh samples (predictive log((1/L) sum_l softmax(logits_l))),
+               or the logits at r = mu
 
 The KL is averaged over the D dimensions, then over the batch (conditional); ``train_logits`` hands the L logits
 and beta * KL to the shared likelihood loss. Prompts are encoded in one text pass: L x C sequences per step
@@ -17,30 +18,26 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from clipbayes.config import method_config
+from clipbayes.config import Key, at_least, context_keys, ordered_pair, precision_key
 from clipbayes.engine.trainer import PromptTrainer
-from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context
-from clipbayes.objectives import gaussian_kl_to_standard_normal, mc_log_mean_exp_probs
-from clipbayes.trainers.coop import prompt_model_kwargs
+from clipbayes.modeling.contract import TrainOutput
+from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context, prompt_model_kwargs
+from clipbayes.objectives import gaussian_kl_to_standard_normal
+from clipbayes.registry import register_method
 
-from dassl.engine import TRAINER_REGISTRY
-
-POSTERIORS = ("unconditional", "conditional")
-PREDICTIONS = ("mc", "mean")
-
-
-@method_config("BAYESIAN_PROMPT")
-def _defaults(node):
-    node.N_CTX = 4
-    node.CTX_INIT = "a photo of a"
-    node.PREC = "fp16"
-    node.CLASS_TOKEN_POSITION = "end"  # end | middle | front
-    node.POSTERIOR = "unconditional"  # unconditional: q(r) | conditional: q(r | x)
-    node.N_SAMPLES_TRAIN = 10  # L, Monte Carlo samples of r per training step
-    node.N_SAMPLES_TEST = 10  # L at prediction
-    node.KL_WEIGHT = 0.001  # beta
-    node.INIT_LOGVAR_RANGE = (0.0, 1.0)  # unconditional l ~ U[low, high); (-10.0, -10.0) = constant -10
-    node.PREDICTION = "mc"  # mc: MC predictive | mean: posterior mean r = mu (one text pass)
+KEYS = {
+    **context_keys(n_ctx=4, ctx_init="a photo of a"),
+    **precision_key("fp16"),
+    "POSTERIOR": Key("unconditional", "q(r) (unconditional) or q(r | x) (conditional)",
+                     choices=("unconditional", "conditional")),
+    "N_SAMPLES_TRAIN": Key(10, "L, Monte Carlo samples of r per training step", check=at_least(1)),
+    "N_SAMPLES_TEST": Key(10, "L at prediction", check=at_least(1)),
+    "KL_WEIGHT": Key(0.001, "beta, weight of KL(q || N(0, I))", check=at_least(0, integer=False)),
+    "INIT_LOGVAR_RANGE": Key((0.0, 1.0), "unconditional log-variance init U[low, high); (-10.0, -10.0) is a "
+                                         "constant", check=ordered_pair()),
+    "PREDICTION": Key("mc", "mc: MC predictive over fresh samples | mean: posterior mean r = mu (one text pass)",
+                      choices=("mc", "mean")),
+}
 
 
 def sample_residuals(mu: torch.Tensor, log_var: torch.Tensor, n_samples: int,
@@ -132,37 +129,23 @@ class BayesianPromptModel(PromptCLIP):
             return self.scale() * image_features @ text_features[0].mT
         return self.scale() * torch.einsum("be,blce->lbc", image_features, text_features)
 
-    def train_logits(self, images, noise=None):
+    def train_logits(self, images, labels=None, noise=None):
         """Logits (L, B, C) of L residual draws, image features (B, E), and the weighted KL."""
         image_features = self.encode_images(images)
         text, mu, log_var = self.sampled_text(image_features, self.n_samples_train, noise)
         kl = gaussian_kl_to_standard_normal(mu, log_var)
-        return self.mc_logits(image_features, text), image_features, {"kl": self.kl_weight * kl}
+        return TrainOutput(self.mc_logits(image_features, text), image_features, {"kl": self.kl_weight * kl})
 
-    def predict(self, images, noise=None):
-        return self.predict_features(self.encode_images(images), noise)
-
-    def predict_features(self, image_features, noise=None):
-        """log p(y | x) (B, C): MC average over fresh residuals, or the posterior mean."""
+    def predict_logits(self, image_features, noise=None):
+        """Logits (L, B, C) of fresh residual draws, or (1, B, C) at the posterior mean."""
         if self.prediction == "mean":
-            text = self.mean_text(image_features)
-        else:
-            text, _, _ = self.sampled_text(image_features, self.n_samples_test, noise)
-        return mc_log_mean_exp_probs(self.mc_logits(image_features, text))
+            return self.mc_logits(image_features, self.mean_text(image_features))
+        text, _, _ = self.sampled_text(image_features, self.n_samples_test, noise)
+        return self.mc_logits(image_features, text)
 
 
 def build_bayesian_prompt_model(cfg, node, clip_model, classnames) -> BayesianPromptModel:
-    if node.POSTERIOR not in POSTERIORS:
-        raise ValueError(f"TRAINER.BAYESIAN_PROMPT.POSTERIOR must be one of {POSTERIORS}, got '{node.POSTERIOR}'")
-    if node.PREDICTION not in PREDICTIONS:
-        raise ValueError(f"TRAINER.BAYESIAN_PROMPT.PREDICTION must be one of {PREDICTIONS}, "
-                         f"got '{node.PREDICTION}'")
-    if min(node.N_SAMPLES_TRAIN, node.N_SAMPLES_TEST) < 1:
-        raise ValueError("TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TRAIN and N_SAMPLES_TEST must be >= 1")
     low, high = (float(v) for v in node.INIT_LOGVAR_RANGE)
-    if high < low:
-        raise ValueError(f"TRAINER.BAYESIAN_PROMPT.INIT_LOGVAR_RANGE must be (low, high) with low <= high, "
-                         f"got {tuple(node.INIT_LOGVAR_RANGE)}")
     model = BayesianPromptModel(clip_model, classnames, node.N_SAMPLES_TRAIN, node.N_SAMPLES_TEST, node.KL_WEIGHT,
                                 node.PREDICTION, **prompt_model_kwargs(cfg, node))
     ctx = initial_context(model.text_encoder, node.N_CTX, node.CTX_INIT)
@@ -173,7 +156,6 @@ def build_bayesian_prompt_model(cfg, node, clip_model, classnames) -> BayesianPr
     return model
 
 
-@TRAINER_REGISTRY.register()
+@register_method(node="BAYESIAN_PROMPT", keys=KEYS, build=build_bayesian_prompt_model)
 class BayesianPrompt(PromptTrainer):
-    METHOD_KEY = "BAYESIAN_PROMPT"
-    build_model_from_cfg = staticmethod(build_bayesian_prompt_model)
+    """BayesianPrompt: CoOp's context plus a random residual with a (conditional) Gaussian posterior."""

@@ -11,19 +11,13 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from clipbayes.config import method_config
+from clipbayes.config import context_keys, precision_key
 from clipbayes.engine.trainer import PromptTrainer
-from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context
-from clipbayes.trainers.coop import prompt_model_kwargs
+from clipbayes.modeling.contract import TrainOutput
+from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context, prompt_model_kwargs
+from clipbayes.registry import register_method
 
-from dassl.engine import TRAINER_REGISTRY
-
-
-@method_config("COCOOP")
-def _defaults(node):
-    node.N_CTX = 16
-    node.CTX_INIT = ""
-    node.PREC = "fp16"
+KEYS = {**context_keys(n_ctx=16, ctx_init="", position=False), **precision_key("fp16")}
 
 
 class MetaNetContext(nn.Module):
@@ -45,11 +39,11 @@ class MetaNetContext(nn.Module):
 
 
 class CoCoOpModel(PromptCLIP):
-    def train_logits(self, images):
+    def train_logits(self, images, labels=None):
         image_features = self.encode_images(images)
-        return self.predict_features(image_features), image_features, {}
+        return TrainOutput(self.predict_logits(image_features), image_features, {})
 
-    def predict_features(self, image_features):
+    def predict_logits(self, image_features):
         text = self.encode_prompts(self.learner(image_features))  # (B, C, E)
         return self.scale() * torch.einsum("be,bce->bc", image_features, text)
 
@@ -61,7 +55,7 @@ def build_cocoop_model(cfg, node, clip_model, classnames) -> CoCoOpModel:
     return model
 
 
-@TRAINER_REGISTRY.register()
+@register_method(node="COCOOP", keys=KEYS, build=build_cocoop_model, baseline=True,
+                 doc="docs/baselines.md")
 class CoCoOp(PromptTrainer):
-    METHOD_KEY = "COCOOP"
-    build_model_from_cfg = staticmethod(build_cocoop_model)
+    """CoCoOp: CoOp's context shifted per image by a small meta-net."""

@@ -6,41 +6,18 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
-from clipbayes.config import method_config
+from clipbayes.config import Key, context_keys, precision_key
 from clipbayes.engine.trainer import PromptTrainer
-from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context
+from clipbayes.modeling.contract import TrainOutput
+from clipbayes.modeling.prompt_clip import ContextVectors, PromptCLIP, initial_context, prompt_model_kwargs
+from clipbayes.registry import register_method
 
-from dassl.engine import TRAINER_REGISTRY
-
-
-@method_config("COOP")
-def _defaults(node):
-    node.N_CTX = 16
-    node.CSC = False  # class-specific context
-    node.CTX_INIT = ""  # e.g. "a photo of a"; "" = random N(0, 0.02^2)
-    node.PREC = "fp16"
-    node.CLASS_TOKEN_POSITION = "end"  # end | middle | front
-
-
-class ContextVectors(nn.Module):
-    """Learnable context ``ctx``: (M, D) shared or (C, M, D) class-specific. forward() -> (K, M, D)."""
-
-    def __init__(self, ctx: torch.Tensor):
-        super().__init__()
-        self.ctx = nn.Parameter(ctx)
-
-    def forward(self) -> torch.Tensor:
-        return self.ctx if self.ctx.dim() == 3 else self.ctx.unsqueeze(0)
-
-
-def prompt_model_kwargs(cfg, node) -> dict:
-    """Keyword arguments of PromptCLIP shared by the CoOp-style learners."""
-    return dict(n_ctx=node.N_CTX, ctx_init=node.CTX_INIT,
-                position=node.get("CLASS_TOKEN_POSITION", "end"),
-                text_chunk_size=cfg.MODEL.CLIP.TEXT_CHUNK_SIZE,
-                text_checkpointing=cfg.MODEL.CLIP.TEXT_CHECKPOINTING)
+KEYS = {
+    **context_keys(n_ctx=16, ctx_init=""),
+    "CSC": Key(False, "class-specific context: one (M, D) context per class", choices=(False, True)),
+    **precision_key("fp16"),
+}
 
 
 class CoOpModel(PromptCLIP):
@@ -48,11 +25,11 @@ class CoOpModel(PromptCLIP):
         """(C, E) unit-norm text features of the learned prompts."""
         return self.encode_prompts(self.learner())
 
-    def train_logits(self, images):
+    def train_logits(self, images, labels=None):
         image_features = self.encode_images(images)
-        return self.scale() * image_features @ self.class_features().t(), image_features, {}
+        return TrainOutput(self.scale() * image_features @ self.class_features().t(), image_features, {})
 
-    def predict_features(self, image_features):
+    def predict_logits(self, image_features):
         return self.scale() * image_features @ self.cached_text_features(self.class_features).t()
 
 
@@ -63,7 +40,6 @@ def build_coop_model(cfg, node, clip_model, classnames) -> CoOpModel:
     return model
 
 
-@TRAINER_REGISTRY.register()
+@register_method(node="COOP", keys=KEYS, build=build_coop_model, baseline=True, doc="docs/baselines.md")
 class CoOp(PromptTrainer):
-    METHOD_KEY = "COOP"
-    build_model_from_cfg = staticmethod(build_coop_model)
+    """CoOp: a learned context shared by the classes (or one per class), cross-entropy."""
