@@ -13,6 +13,11 @@ from support import GOLDEN, load_golden  # noqa: E402
 from clipbayes.compat import import_clip  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (tests/test_cuda.py; skipped without one, run on a "
+                                       "GPU machine by benchmarks/gpu_check.py)")
+
+
 @pytest.fixture(scope="session")
 def golden_clip():
     """The tiny ViT CLIP the golden vectors were computed with, in fp32 eval mode."""

@@ -1,0 +1,285 @@
+"""The CUDA path of every registered method on the tiny CLIP (marker ``cuda``; skipped without CUDA; run on a GPU
+machine by ``benchmarks/gpu_check.py``).
+
+Per method and low precision (``fp16``: half weights; ``amp``: fp32 weights, fp16 autocast; ``bf16``: fp32
+weights, bf16 autocast), against the fp32 model with the same weights, inputs and random draws:
+
+* a training step: loss, training predictive softmax(scores) and the learner's gradient agree within TOLERANCES
+  (gradients compared by cosine and norm ratio), everything finite;
+* prediction (inside ``evaluation_cache``): the predictive distribution agrees within TOLERANCES;
+* the trainer's GradScaler step (amp): the learner is updated, and a step whose gradient overflows is skipped and
+  halves the scale;
+* every random draw of a training step is made on the GPU;
+* a training step (forward, backward, SGD step) makes no host-device transfer and no synchronising operation,
+  except reading the logged scalars (``clipbayes.objectives.loggable``).
+
+The same random draws at every precision: ``torch.randn/rand(_like)`` are drawn in float32 and cast, so a draw
+does not depend on the dtype it is asked in. ``CLIPBAYES_TEST_DEVICE=cpu`` runs these tests on the CPU
+(half weights and bf16 autocast exist there too): that checks the test code, not the CUDA kernels.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import traceback
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from clipbayes.compat import dassl_available
+from support import requires_dassl
+
+DEVICE = torch.device(os.environ.get("CLIPBAYES_TEST_DEVICE", "cuda"))
+
+pytestmark = [
+    pytest.mark.cuda,
+    requires_dassl,
+    pytest.mark.skipif(DEVICE.type == "cuda" and not torch.cuda.is_available(),
+                       reason="CUDA is not available: the CUDA tests run on a GPU machine "
+                              "(python benchmarks/gpu_check.py)"),
+]
+
+if dassl_available():  # the registry and the trainers import Dassl
+    from clipbayes.config import default_cfg
+    from clipbayes.modeling.clip_loader import build_tiny_clip
+    from clipbayes.modeling.precision import apply_precision, autocast
+    from clipbayes.registry import list_methods
+
+    METHODS = [m.name for m in list_methods()]
+else:
+    METHODS = []
+
+LOW_PRECISIONS = ("fp16", "amp", "bf16")
+# Largest differences accepted against fp32 on the tiny CLIP: |loss - loss32| / max(1, |loss32|); max |p - p32| of
+# the predictive probabilities; cosine and |norm ratio - 1| of the learner's gradient.
+TOLERANCES = {
+    "fp16": dict(loss=1e-2, prob=1e-2, grad_cos=0.99, grad_norm=0.05),
+    "amp": dict(loss=1e-2, prob=1e-2, grad_cos=0.99, grad_norm=0.05),
+    "bf16": dict(loss=4e-2, prob=4e-2, grad_cos=0.95, grad_norm=0.15),
+}
+CLASSNAMES = ["red square", "green circle", "blue triangle", "yellow bar", "purple star"]
+BATCH = 4
+
+
+# --- building ------------------------------------------------------------------------------------------------------
+def method_spec(name):
+    return {m.name: m for m in list_methods()}[name]
+
+
+def build_model(name: str, prec: str):
+    """The method's model on DEVICE, frozen except its learner, as the trainer builds it (seeded: two calls with
+    the same name give the same weights)."""
+    method = method_spec(name)
+    cfg = default_cfg()
+    cfg.TRAINER[method.node].PREC = prec
+    clip_model = apply_precision(build_tiny_clip("tiny-vit"), prec)
+    torch.manual_seed(0)
+    model = method.build(cfg, cfg.TRAINER[method.node], clip_model, CLASSNAMES)
+    model.requires_grad_(False)
+    if model.learner is not None:
+        model.learner.requires_grad_(True)
+    model.to(DEVICE)
+    if getattr(model, "wants_train_features", False):
+        images, labels = inputs(seed=5)
+        with torch.no_grad(), autocast(prec, DEVICE):
+            model.attach_train_features(model.encode_images(images).float(), labels)
+    return model
+
+
+def inputs(seed: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randn(BATCH, 3, 224, 224, generator=gen)
+    labels = torch.randint(0, len(CLASSNAMES), (BATCH,), generator=gen)
+    return images.to(DEVICE), labels.to(DEVICE)
+
+
+def learner_params(model):
+    return [p for p in model.learner.parameters() if p.requires_grad] if model.learner is not None else []
+
+
+@contextlib.contextmanager
+def dtype_independent_draws():
+    """torch.randn / rand / randn_like / rand_like drawn in float32, then cast to the dtype asked for."""
+    originals = {name: getattr(torch, name) for name in ("randn", "rand", "randn_like", "rand_like")}
+
+    def factory(draw):
+        def drawn(*size, dtype=None, **kwargs):
+            return draw(*size, dtype=torch.float32, **kwargs).to(dtype or torch.get_default_dtype())
+        return drawn
+
+    def like(draw):
+        def drawn(tensor, dtype=None, **kwargs):
+            return draw(tensor, dtype=torch.float32, **kwargs).to(dtype or tensor.dtype)
+        return drawn
+
+    try:
+        torch.randn, torch.rand = factory(originals["randn"]), factory(originals["rand"])
+        torch.randn_like, torch.rand_like = like(originals["randn_like"]), like(originals["rand_like"])
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(torch, name, fn)
+
+
+def training_step(model, prec: str, images, labels, seed: int = 7):
+    """Loss, training probabilities (B', C) and the flattened learner gradient of one step, in float32."""
+    torch.manual_seed(seed)
+    with dtype_independent_draws(), autocast(prec, DEVICE):
+        out = model.train_loss(images, labels)
+    params = learner_params(model)
+    grads = torch.autograd.grad(out.loss, params) if params else []
+    flat = torch.cat([g.float().flatten() for g in grads]) if grads else torch.zeros(0, device=DEVICE)
+    return out.loss.detach().float(), F.softmax(out.scores.detach().float(), dim=-1), flat
+
+
+def prediction(model, prec: str, images, seed: int = 11):
+    torch.manual_seed(seed)
+    with torch.no_grad(), model.evaluation_cache(), dtype_independent_draws(), autocast(prec, DEVICE):
+        return F.softmax(model.predict(images).float(), dim=-1)
+
+
+# --- agreement with fp32 -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("prec", LOW_PRECISIONS)
+@pytest.mark.parametrize("name", METHODS)
+def test_training_step_agrees_with_fp32(name, prec):
+    images, labels = inputs()
+    reference, low = build_model(name, "fp32"), build_model(name, prec)
+    if reference.learner is None:
+        pytest.skip(f"{name} has nothing to train (its prediction is compared in test_prediction_agrees_with_fp32)")
+    low.learner.load_state_dict(reference.learner.state_dict())
+    if prec == "amp":  # amp keeps fp32 master weights (the GradScaler refuses fp16 gradients)
+        assert all(p.dtype == torch.float32 for p in learner_params(low))
+    loss32, prob32, grad32 = training_step(reference, "fp32", images, labels)
+    loss, prob, grad = training_step(low, prec, images, labels)
+    tol = TOLERANCES[prec]
+    assert torch.isfinite(loss) and torch.isfinite(prob).all() and torch.isfinite(grad).all()
+    assert grad.norm() > 0, "no gradient reached the learner"
+    assert abs(loss - loss32).item() <= tol["loss"] * max(1.0, abs(loss32.item())), (loss.item(), loss32.item())
+    assert (prob - prob32).abs().max().item() <= tol["prob"]
+    cosine = F.cosine_similarity(grad, grad32, dim=0).item()
+    ratio = (grad.norm() / grad32.norm()).item()
+    assert cosine >= tol["grad_cos"] and abs(ratio - 1) <= tol["grad_norm"], (cosine, ratio)
+
+
+@pytest.mark.parametrize("prec", LOW_PRECISIONS)
+@pytest.mark.parametrize("name", METHODS)
+def test_prediction_agrees_with_fp32(name, prec):
+    images, _ = inputs(seed=2)
+    reference, low = build_model(name, "fp32"), build_model(name, prec)
+    if reference.learner is not None:
+        low.learner.load_state_dict(reference.learner.state_dict())
+    prob32, prob = prediction(reference, "fp32", images), prediction(low, prec, images)
+    assert torch.isfinite(prob).all()
+    assert torch.allclose(prob.sum(-1), torch.ones(BATCH, device=DEVICE), atol=1e-3)
+    assert (prob - prob32).abs().max().item() <= TOLERANCES[prec]["prob"]
+
+
+# --- the trainer's GradScaler step -----------------------------------------------------------------------------------
+def build_trainer(name: str, prec: str, output_dir: str):
+    """The Dassl trainer of the embedded demo (tiny CLIP, synthetic data) at precision ``prec``."""
+    from dassl.engine import build_trainer as dassl_build_trainer
+
+    from clipbayes.cli import build_parser, setup_cfg
+    from clipbayes.demo import demo_options
+
+    node = method_spec(name).node
+    args = build_parser().parse_args(["--trainer", name, "--output-dir", output_dir, *demo_options(name, output_dir),
+                                      f"TRAINER.{node}.PREC", prec])
+    return dassl_build_trainer(setup_cfg(args))
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS if n != "ZeroshotCLIP"])
+def test_grad_scaler_step_updates_and_skips_overflow(name, tmp_path, monkeypatch):
+    if DEVICE.type != "cuda":
+        pytest.skip("the GradScaler is used with CUDA only (amp runs as fp32 on the CPU)")
+    monkeypatch.setenv("CLIPBAYES_CACHE", str(tmp_path / "cache"))
+    trainer = build_trainer(name, "amp", str(tmp_path / "out"))
+    assert trainer.precision == "amp" and trainer.scaler is not None
+    trainer.epoch, trainer.batch_idx, trainer.num_batches = 0, 0, 10**6  # mid-epoch: no LR update
+    batch = next(iter(trainer.train_loader_x))
+    params = learner_params(trainer.model)
+    scale = trainer.scaler.get_scale()
+
+    before = [p.detach().clone() for p in params]
+    summary = trainer.forward_backward(batch)
+    assert math.isfinite(summary["loss"])
+    assert any(not torch.equal(b, p) for b, p in zip(before, params)), "the scaled step changed nothing"
+    assert trainer.scaler.get_scale() == scale  # no overflow: the scale is kept until its growth interval
+
+    before = [p.detach().clone() for p in params]
+    hook = params[0].register_hook(lambda grad: grad * float("inf"))
+    trainer.forward_backward(batch)
+    hook.remove()
+    assert all(torch.equal(b, p) for b, p in zip(before, params)), "a step with an overflowing gradient was taken"
+    assert trainer.scaler.get_scale() == scale / 2
+
+
+# --- random draws and host-device traffic of a training step --------------------------------------------------------
+class OperationLog(TorchDispatchMode):
+    """Records the random draws (their devices) and every host-device transfer or synchronising operation, with the
+    Python stack that made it."""
+
+    SYNCING = {"aten::_local_scalar_dense", "aten::item", "aten::nonzero", "aten::masked_select",
+               "aten::_unique2", "aten::unique_consecutive", "aten::unique_dim", "aten::is_nonzero", "aten::equal"}
+
+    def __init__(self):
+        super().__init__()
+        self.draw_devices = []
+        self.host_traffic = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func._schema.name
+        tensors = [t for t in tree_leaves((args, kwargs, out)) if torch.is_tensor(t)]
+        if torch.Tag.nondeterministic_seeded in func.tags:  # random draws (and ops that may draw, e.g. dropout)
+            self.draw_devices.append((name, {t.device.type for t in tree_leaves(out) if torch.is_tensor(t)}))
+        devices = {t.device.type for t in tensors}
+        crosses = name in ("aten::_to_copy", "aten::copy_") and len(devices) > 1
+        if name in self.SYNCING or crosses:
+            stack = traceback.extract_stack()[:-1]
+            if not any(frame.name == "loggable" and frame.filename.endswith("objectives.py") for frame in stack):
+                ours = [f"{f.filename}:{f.lineno} {f.name}" for f in stack if "clipbayes" in f.filename]
+                self.host_traffic.append(f"{name} at {ours[-3:] or stack[-3:]}")
+        return out
+
+
+def sgd_step(model, prec: str, images, labels, optimizer):
+    with autocast(prec, DEVICE):
+        loss = model.train_loss(images, labels).loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS if n != "ZeroshotCLIP"])
+def test_training_step_draws_on_the_device_and_stays_there(name):
+    prec = "amp"
+    model = build_model(name, prec)
+    images, labels = inputs()
+    optimizer = torch.optim.SGD(learner_params(model), lr=1e-3, momentum=0.9)
+    sgd_step(model, prec, images, labels, optimizer)  # warm-up: lazy initialisations are not the step's
+    log = OperationLog()
+    sync_mode = torch.cuda.get_sync_debug_mode() if DEVICE.type == "cuda" else None
+    with log:
+        sgd_step(model, prec, images, labels, optimizer)
+    if DEVICE.type == "cuda":  # the backward pass and the update, which log nothing, must not synchronise at all
+        with autocast(prec, DEVICE):
+            loss = model.train_loss(images, labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            loss.backward()
+            optimizer.step()
+        finally:
+            torch.cuda.set_sync_debug_mode(sync_mode)
+    elsewhere = [(op, devices) for op, devices in log.draw_devices if devices != {DEVICE.type}]
+    assert not elsewhere, f"random draws not made on {DEVICE}: {elsewhere}"
+    if name == "BayesianPrompt":
+        assert log.draw_devices, "BayesianPrompt's step drew no residuals"
+    assert not log.host_traffic, "host-device transfers / synchronisations in the step:\n" + "\n".join(
+        log.host_traffic)
