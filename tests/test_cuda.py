@@ -56,11 +56,13 @@ else:
 
 LOW_PRECISIONS = ("fp16", "amp", "bf16")
 # Largest differences accepted against fp32 on the tiny CLIP: |loss - loss32| / max(1, |loss32|); max |p - p32| of
-# the predictive probabilities; cosine and |norm ratio - 1| of the learner's gradient.
+# the predictive probabilities; cosine and |norm ratio - 1| of the learner's gradient. On the CPU (half weights,
+# bf16 autocast) the largest seen were fp16/amp: loss 1.6e-3, prob 7e-4, cosine 0.9994, ratio 3.3% (CoCoOp);
+# bf16: loss 6e-3, prob 4e-3, cosine 0.9915, ratio 9.6% (CoCoOp).
 TOLERANCES = {
-    "fp16": dict(loss=1e-2, prob=1e-2, grad_cos=0.99, grad_norm=0.05),
-    "amp": dict(loss=1e-2, prob=1e-2, grad_cos=0.99, grad_norm=0.05),
-    "bf16": dict(loss=4e-2, prob=4e-2, grad_cos=0.95, grad_norm=0.15),
+    "fp16": dict(loss=1e-2, prob=1e-2, grad_cos=0.99, grad_norm=0.1),
+    "amp": dict(loss=1e-2, prob=1e-2, grad_cos=0.99, grad_norm=0.1),
+    "bf16": dict(loss=4e-2, prob=4e-2, grad_cos=0.97, grad_norm=0.25),
 }
 CLASSNAMES = ["red square", "green circle", "blue triangle", "yellow bar", "purple star"]
 BATCH = 4
