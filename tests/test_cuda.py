@@ -43,8 +43,12 @@ pytestmark = [
                               "(python benchmarks/gpu_check.py)"),
 ]
 
-if dassl_available():  # the registry and the trainers import Dassl
+if dassl_available():  # the registry's trainers, the CLI and the demo import Dassl
+    from dassl.engine import build_trainer as dassl_build_trainer
+
+    from clipbayes.cli import build_parser, setup_cfg
     from clipbayes.config import default_cfg
+    from clipbayes.demo import demo_options
     from clipbayes.modeling.clip_loader import build_tiny_clip
     from clipbayes.modeling.precision import apply_precision, autocast
     from clipbayes.registry import list_methods
@@ -184,11 +188,6 @@ def test_prediction_agrees_with_fp32(name, prec):
 # --- the trainer's GradScaler step -----------------------------------------------------------------------------------
 def build_trainer(name: str, prec: str, output_dir: str):
     """The Dassl trainer of the embedded demo (tiny CLIP, synthetic data) at precision ``prec``."""
-    from dassl.engine import build_trainer as dassl_build_trainer
-
-    from clipbayes.cli import build_parser, setup_cfg
-    from clipbayes.demo import demo_options
-
     node = method_spec(name).node
     args = build_parser().parse_args(["--trainer", name, "--output-dir", output_dir, *demo_options(name, output_dir),
                                       f"TRAINER.{node}.PREC", prec])

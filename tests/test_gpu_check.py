@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from clipbayes.registry import list_methods
 from support import ROOT, requires_dassl
 
 
@@ -31,8 +32,6 @@ def test_without_cuda_it_says_so_and_runs_nothing(tmp_path):
 @requires_dassl
 def test_the_benchmark_has_a_configuration_of_every_trainable_method():
     """The GPU check benchmarks bench_trainers.py's configurations; a method missing there would go unmeasured."""
-    from clipbayes.registry import list_methods
-
     benchmarked = {spec[0] for spec in load_gpu_check().bench_module().CONFIGS.values()}
     missing = [m.name for m in list_methods() if m.trainable and m.name not in benchmarked]
     assert not missing, f"add a configuration of {missing} to CONFIGS in benchmarks/bench_trainers.py"
