@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from clipbayes.compat import dassl_available
+from clipbayes.compat import dassl_available, import_dassl
 from support import requires_dassl
 
 DEVICE = torch.device(os.environ.get("CLIPBAYES_TEST_DEVICE", "cuda"))
@@ -44,6 +44,7 @@ pytestmark = [
 ]
 
 if dassl_available():  # the registry's trainers, the CLI and the demo import Dassl
+    import_dassl()
     from dassl.engine import build_trainer as dassl_build_trainer
 
     from clipbayes.cli import build_parser, setup_cfg
