@@ -18,6 +18,10 @@ LogitPrior (``docs/methods/logit_prior_notes.md``), with f the fine-tuned and z 
     omega = E[PG(1, c_h)]                            (or the official variant, see ``polya_gamma_mean``)
     psi_h = (alpha m_h + 1/2) / (alpha + omega_h) + eps_h / sqrt(alpha + omega_h),   eps_h ~ N(0, 1)
     loss  = (1/M) sum_m mean_b(-sum_h log sigmoid(psi_h)) + lambda_1 * mean((z - f)^2)
+
+DualViewPrompt (``docs/methods/dual_view.md``), with t_c, h_c the soft and hand-crafted views of class c
+    S[c, c'] = t_c . h_c' / tau    (or t_c^T W h_c' / tau, a learnable bilinear critic)
+    L_MI     = (1/2C) sum_c (-log softmax(S[c, :])[c] - log softmax(S[:, c])[c]),   I(t; h) >= log C - L_MI
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ __all__ = [
     "ove_other_classes",
     "ove_pg_loss",
     "OMEGA_FORMULAS",
+    "critic_scores",
+    "symmetric_infonce",
 ]
 
 OMEGA_FORMULAS = ("official", "exact")
@@ -260,3 +266,34 @@ def ove_pg_loss(
     reg = (z - f).pow(2).mean()
     loss = nll + lambda_1 * reg if lambda_1 != 0 else nll
     return loss, {"nll": nll.detach(), "reg": reg.detach()}
+
+
+# --------------------------------------------------------------------------------------------------
+# DualViewPrompt: InfoNCE lower bound on the mutual information of two views
+# --------------------------------------------------------------------------------------------------
+def critic_scores(first: Tensor, second: Tensor, temperature: float, weight: Optional[Tensor] = None) -> Tensor:
+    """Critic scores S (C, C) of paired views first (C, E), second (C, E) (row c of each is a positive pair):
+
+        S[c, c'] = first_c . second_c' / tau,   or   first_c^T W second_c' / tau  with ``weight`` W (E, E).
+
+    O(C^2 E) (+ O(C E^2) for W), in at least float32.
+    """
+    dtype = torch.promote_types(_work_dtype(first), _work_dtype(second))
+    first, second = first.to(dtype), second.to(dtype)
+    if weight is not None:
+        second = second @ weight.to(dtype).t()  # rows W h_c'
+    return first @ second.t() / temperature
+
+
+def symmetric_infonce(scores: Tensor) -> Tensor:
+    """Symmetric InfoNCE loss of critic scores (C, C) whose diagonal holds the positive pairs (scalar):
+
+        L = (1/2C) sum_c (-log softmax(S[c, :])[c] - log softmax(S[:, c])[c]).
+
+    Each direction is the InfoNCE bound I >= log C - L_direction, so I >= log C - L. Zero only in the limit of
+    a dominant diagonal; log C when all scores are equal.
+    """
+    if scores.dim() != 2 or scores.shape[0] != scores.shape[1]:
+        raise ValueError(f"expected square critic scores (C, C), got {tuple(scores.shape)}")
+    target = torch.arange(scores.shape[0], device=scores.device)
+    return 0.5 * (F.cross_entropy(scores, target) + F.cross_entropy(scores.t(), target))
