@@ -4,10 +4,15 @@
 from __future__ import annotations
 
 import math
+import os
+import os.path as osp
+import subprocess
 
 import pytest
 import torch
 import torch.nn.functional as F
+
+from support import ROOT, requires_dassl
 
 from clipbayes.modeling.mixup import ClassFeatureBank, beta_lambdas, mix_features, same_class_partners
 from clipbayes.objectives import critic_scores, symmetric_infonce
@@ -162,3 +167,304 @@ def test_mixed_features_are_unit_norm_convex_combinations():
     torch.testing.assert_close(mixed[-1], first[-1])
     direction = lam[:, None] * first + (1 - lam[:, None]) * second
     torch.testing.assert_close(mixed, direction / direction.norm(dim=-1, keepdim=True))
+
+
+# --- the model ---------------------------------------------------------------------------------------------------
+def _cfg(dataset="OxfordPets"):
+    from yacs.config import CfgNode as CN
+    cfg = CN()
+    cfg.MODEL = CN()
+    cfg.MODEL.CLIP = CN()
+    cfg.MODEL.CLIP.TEXT_CHUNK_SIZE = 0
+    cfg.MODEL.CLIP.TEXT_CHECKPOINTING = False
+    cfg.DATASET = CN()
+    cfg.DATASET.NAME = dataset
+    cfg.DATASET.PROMPT_TEMPLATE = ""
+    return cfg
+
+
+def _node(keys, **overrides):
+    from yacs.config import CfgNode as CN
+    node = CN({name: key.default for name, key in keys.items()})
+    node.update(overrides)
+    return node
+
+
+def build(clip_model, classnames, seed=0, **overrides):
+    from clipbayes.trainers.dual_view import KEYS, build_dual_view_model
+    torch.manual_seed(seed)
+    return build_dual_view_model(_cfg(), _node(KEYS, PREC="fp32", **overrides), clip_model, classnames)
+
+
+def build_coop(clip_model, classnames, seed=0, **overrides):
+    from clipbayes.trainers.coop import KEYS, build_coop_model
+    torch.manual_seed(seed)
+    return build_coop_model(_cfg(), _node(KEYS, PREC="fp32", **overrides), clip_model, classnames)
+
+
+def perturb(model, seed=1, scale=0.05):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.learner.parameters():
+            param.add_(scale * torch.randn(param.shape, generator=generator))
+
+
+def learner_grads(model, loss):
+    params = dict(model.learner.named_parameters())
+    return dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+
+
+def random_batch(clip_model, labels, seed=0):
+    size = clip_model.visual.input_resolution
+    images = torch.randn(len(labels), 3, size, size, generator=torch.Generator().manual_seed(seed))
+    return images, torch.tensor(labels)
+
+
+@pytest.fixture
+def text_passes(monkeypatch):
+    """The number of sequences of every text-encoder call, for models built after the fixture."""
+    from clipbayes.modeling.text import TextEncoder
+    sequences = []
+    forward = TextEncoder.forward
+
+    def counting(self, embeddings, eot):
+        sequences.append(embeddings.shape[0])
+        return forward(self, embeddings, eot)
+
+    monkeypatch.setattr(TextEncoder, "forward", counting)
+    return sequences
+
+
+@requires_dassl
+def test_gamma_zero_without_mixup_is_coop(golden_clip, golden_inputs):
+    classnames, images, labels = golden_inputs["classnames"], golden_inputs["images"], golden_inputs["labels"]
+    dual = build(golden_clip, classnames, GAMMA=0.0, MIXUP="none")
+    coop = build_coop(golden_clip, classnames, N_CTX=4, CTX_INIT="a photo of a")
+    perturb(dual)
+    with torch.no_grad():
+        coop.learner.ctx.copy_(dual.learner.ctx)
+    ours, theirs = dual.train_loss(images, labels), coop.train_loss(images, labels)
+    assert torch.equal(ours.loss, theirs.loss) and torch.equal(ours.scores, theirs.scores)
+    ours_grad, coop_grad = learner_grads(dual, ours.loss), learner_grads(coop, theirs.loss)
+    assert set(ours_grad) == set(coop_grad) == {"ctx"}
+    assert torch.equal(ours_grad["ctx"], coop_grad["ctx"]) and ours_grad["ctx"].abs().sum() > 0
+    with torch.no_grad():
+        assert torch.equal(dual.predict(images), coop.predict(images))
+
+
+@requires_dassl
+@pytest.mark.parametrize("critic", ["cosine", "bilinear"])
+def test_loss_is_ce_on_real_and_mixed_rows_plus_gamma_mi(golden_clip, golden_inputs, critic):
+    classnames = golden_inputs["classnames"]
+    model = build(golden_clip, classnames, GAMMA=0.5, MI_TEMPERATURE=0.1, CRITIC=critic, MIXUP_ALPHA=0.7)
+    perturb(model)
+    images, labels = random_batch(golden_clip, [0, 3, 0, 1, 3, 0, 2])  # classes 1 and 2: no partner
+    torch.manual_seed(5)
+    out = model.train_logits(images, labels)
+    torch.manual_seed(5)
+    rows, partners = same_class_partners(labels)
+    lam = beta_lambdas(rows.numel(), 0.7)
+    with torch.no_grad():
+        features = model.encode_images(images)
+    assert rows.tolist() == [0, 1, 2, 4, 5]
+    assert torch.equal(out.labels, torch.cat([labels, labels[rows]]))
+    torch.testing.assert_close(out.image_features, torch.cat([features, mix_features(features[rows],
+                                                                                     features[partners], lam)]))
+    soft = model.class_features()
+    weight = model.learner.critic
+    assert (weight is not None) == (critic == "bilinear")
+    mi = slow_infonce(soft.double(), model.handcrafted_features.double(), 0.1,
+                      None if weight is None else weight.double())
+    torch.testing.assert_close(out.regularisers["mi"].double(), 0.5 * mi)
+    torch.testing.assert_close(out.logits, model.scale() * out.image_features @ soft.t())
+    torch.manual_seed(5)
+    total = model.train_loss(images, labels)
+    torch.testing.assert_close(total.loss, F.cross_entropy(out.logits, out.labels) + out.regularisers["mi"])
+    grads = learner_grads(model, total.loss)
+    assert set(grads) == ({"ctx", "critic"} if critic == "bilinear" else {"ctx"})
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads.values())
+
+
+@requires_dassl
+def test_bank_mixup_pairs_two_images_of_each_rows_class(golden_clip, golden_inputs):
+    classnames = golden_inputs["classnames"]
+    model = build(golden_clip, classnames, MIXUP="bank")
+    images, labels = random_batch(golden_clip, [4, 1, 1])
+    assert model.wants_train_features and not build(golden_clip, classnames).wants_train_features
+    with pytest.raises(RuntimeError, match="attach_train_features"):
+        model.train_logits(images, labels)
+    with pytest.raises(ValueError, match=r"classes 3 \(1 image\)"):
+        model.attach_train_features(torch.randn(9, 16), torch.tensor([0, 0, 1, 1, 2, 2, 3, 4, 4]))
+    bank_labels = torch.tensor([0, 1, 2, 3, 4] * 3)
+    bank_features = F.normalize(torch.randn(15, golden_clip.visual.output_dim), dim=-1)
+    model.attach_train_features(bank_features, bank_labels)
+    torch.manual_seed(3)
+    out = model.train_logits(images, labels)
+    torch.manual_seed(3)
+    first, second = model.bank.pairs(labels)
+    lam = beta_lambdas(3, 1.0)
+    assert torch.equal(out.labels, torch.cat([labels, labels]))
+    torch.testing.assert_close(out.image_features[3:], mix_features(first, second, lam))
+    # each mixed row comes from two distinct bank images of its row's class
+    for row, (a, b) in enumerate(zip(first, second)):
+        source = [int((bank_features - z).abs().sum(-1).argmin()) for z in (a, b)]
+        assert source[0] != source[1] and bank_labels[source].tolist() == [labels[row].item()] * 2
+
+
+@requires_dassl
+def test_handcrafted_views_are_encoded_once_per_class_set(golden_clip, golden_inputs, text_passes):
+    from clipbayes.datasets.templates import ENSEMBLE_TEMPLATES
+    from clipbayes.modeling.prompt_clip import handcrafted_text_features
+    classnames, images, labels = golden_inputs["classnames"], golden_inputs["images"], golden_inputs["labels"]
+    n_classes = len(classnames)
+    model = build(golden_clip, classnames, ENSEMBLE=True, PREDICTION="ensemble")
+    assert text_passes == [n_classes] * len(ENSEMBLE_TEMPLATES)  # at construction, one pass per template
+    text_passes.clear()
+    for _ in range(2):
+        model.train_loss(images, labels)
+    assert text_passes == [n_classes, n_classes]  # one pass of the C soft prompts per step, nothing else
+    text_passes.clear()
+    with torch.no_grad(), model.evaluation_cache():
+        model.predict(images)
+        model.predict(images[:1])
+    assert text_passes == [n_classes]  # the soft prompts once per evaluation; the hand-crafted views are stored
+    expected = handcrafted_text_features(model.text_encoder, classnames, ENSEMBLE_TEMPLATES)
+    torch.testing.assert_close(model.handcrafted_features, expected)
+    text_passes.clear()
+    new_classes = ["sphynx", "pug"]
+    build(golden_clip, new_classes, TEMPLATE="a photo of a {}, a type of pet.")
+    assert text_passes == [len(new_classes)]  # another class set: its views, once
+
+
+@requires_dassl
+def test_ensemble_prediction_averages_soft_and_handcrafted_logits(golden_clip, golden_inputs):
+    classnames, images = golden_inputs["classnames"], golden_inputs["images"]
+    soft = build(golden_clip, classnames)
+    ensemble = build(golden_clip, classnames, PREDICTION="ensemble", HANDCRAFTED_WEIGHT=0.25)
+    with torch.no_grad():
+        ensemble.learner.ctx.copy_(soft.learner.ctx)
+        features = soft.encode_images(images)
+        handcrafted = soft.scale() * features @ soft.handcrafted_features.t()
+        torch.testing.assert_close(ensemble.predict_features(features),
+                                   0.75 * soft.predict_features(features) + 0.25 * handcrafted)
+
+
+# --- configs and scripts -----------------------------------------------------------------------------------------
+CONFIG_DIR = osp.join(ROOT, "configs", "trainers", "DualViewPrompt")
+BASE2NEW = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
+            "sun397", "dtd", "eurosat", "ucf101"]
+TRANSFER_TARGETS = BASE2NEW[1:] + ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]
+LONG, SHORT = "vit_b16_c4_ep200_batch32_ctxv1", "vit_b16_c4_ep50_batch32_ctxv1"
+
+# Stand-in for python: records its arguments; a training run writes its last checkpoint, every run a test result.
+_STUB = """#!/bin/bash
+echo "$*" >> "$STUB_LOG"
+[[ $1 == train.py ]] || exit 0
+args=("$@")
+for i in "${!args[@]}"; do
+    case ${args[i]} in
+        --output-dir) out=${args[i+1]} ;;
+        --config-file) cfg=${args[i+1]} ;;
+    esac
+done
+epochs=$(sed -n 's/^ *MAX_EPOCH: *//p' "$cfg")
+mkdir -p "$out/prompt_learner"
+[[ " $* " == *" --eval-only "* ]] || touch "$out/prompt_learner/model.pth.tar-$epochs"
+echo "* accuracy: 50.0%" >> "$out/log.txt"
+"""
+
+
+@requires_dassl
+def test_configs_merge_with_coop_schedules():
+    from clipbayes.config import default_cfg
+    merged = {}
+    for name in ("tiny", LONG, SHORT):
+        cfg = default_cfg()
+        cfg.merge_from_file(osp.join(CONFIG_DIR, f"{name}.yaml"))
+        merged[name] = cfg
+    assert sorted(os.listdir(CONFIG_DIR)) == sorted(f"{name}.yaml" for name in merged)
+    assert merged["tiny"].MODEL.BACKBONE.NAME == "tiny-vit" and merged["tiny"].TRAINER.DUAL_VIEW.PREC == "fp32"
+    for name, epochs in ((LONG, 200), (SHORT, 50)):
+        cfg = merged[name]
+        node = cfg.TRAINER.DUAL_VIEW
+        assert cfg.MODEL.BACKBONE.NAME == "ViT-B/16" and cfg.OPTIM.MAX_EPOCH == epochs
+        assert (cfg.OPTIM.NAME, cfg.OPTIM.LR, cfg.OPTIM.LR_SCHEDULER, cfg.OPTIM.WARMUP_EPOCH,
+                cfg.OPTIM.WARMUP_CONS_LR, cfg.DATALOADER.TRAIN_X.BATCH_SIZE) == ("sgd", 0.002, "cosine", 1, 1e-5, 32)
+        assert (node.N_CTX, node.CTX_INIT, node.PREC, node.GAMMA, node.MI_TEMPERATURE, node.MIXUP) == \
+            (4, "a photo of a", "fp16", 1.0, 0.07, "batch")
+
+
+class ScriptSandbox:
+    """A copy of scripts/ and configs/ with a recording ``python`` on PATH, run from outside the copy."""
+
+    def __init__(self, tmp_path):
+        import shutil
+        self.repo = tmp_path / "repo"
+        shutil.copytree(osp.join(ROOT, "scripts"), self.repo / "scripts")
+        shutil.copytree(osp.join(ROOT, "configs"), self.repo / "configs")
+        (tmp_path / "bin").mkdir()
+        (tmp_path / "bin" / "python").write_text(_STUB)
+        (tmp_path / "bin" / "python").chmod(0o755)
+        (tmp_path / "data").mkdir()
+        self.log = tmp_path / "calls.txt"
+        self.cwd = tmp_path
+        self.env = {k: v for k, v in os.environ.items() if k not in ("CFG", "SEEDS", "PYTHON", "LOADEP")}
+        self.env.update(PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}", DATA=str(tmp_path / "data"),
+                        STUB_LOG=str(self.log))
+
+    def run(self, script, *args):
+        done = subprocess.run(["bash", str(self.repo / "scripts" / "dual_view" / script), *args],
+                              cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=300)
+        return done.returncode, done.stdout + done.stderr
+
+    def calls(self):
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+def test_scripts_layout_and_skip_rules(tmp_path):
+    box = ScriptSandbox(tmp_path)
+    for dataset, cfg, epochs in (("dtd", LONG, 200), ("imagenet", SHORT, 50)):
+        rc, out = box.run("base2new_test.sh", dataset, "2")
+        assert rc == 1 and "base2new_train.sh" in out  # no model yet
+        assert box.run("base2new_train.sh", dataset, "2", "TRAINER.DUAL_VIEW.MIXUP", "bank")[0] == 0
+        assert box.run("base2new_test.sh", dataset, "2")[0] == 0
+        train, test = box.calls()[-2:]
+        run_dir = f"output/base2new/train_base/{dataset}/shots_16/DualViewPrompt/{cfg}/seed2"
+        assert f"--trainer DualViewPrompt --dataset-config-file configs/datasets/{dataset}.yaml --config-file " \
+               f"configs/trainers/DualViewPrompt/{cfg}.yaml --output-dir {run_dir} " in train
+        assert train.endswith("DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base TRAINER.DUAL_VIEW.MIXUP bank")
+        assert f"--output-dir {run_dir.replace('train_base', 'test_new')} --model-dir {run_dir} " \
+               f"--load-epoch {epochs} --eval-only DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES new" in test
+        for script in ("base2new_train.sh", "base2new_test.sh"):
+            rc, out = box.run(script, dataset, "2")
+            assert rc == 0 and "Skip this job" in out
+    assert box.run("xd_train.sh", "3")[0] == 0
+    assert box.run("xd_test.sh", "imagenet_r", "3")[0] == 0
+    train, test = box.calls()[-2:]
+    model_dir = f"output/imagenet/DualViewPrompt/{SHORT}_16shots/seed3"
+    assert f"--config-file configs/trainers/DualViewPrompt/{SHORT}.yaml --output-dir {model_dir} " in train
+    assert f"--output-dir output/evaluation/DualViewPrompt/{SHORT}_16shots/imagenet_r/seed3 " \
+           f"--model-dir {model_dir} --load-epoch 50 --eval-only" in test
+    rc, out = box.run("base2new_train.sh", "dtd")
+    assert rc == 2 and "Usage:" in out
+    rc, out = box.run("base2new_train.sh", "nosuchset", "1")
+    assert rc == 2 and "configs/datasets/nosuchset.yaml" in out
+
+
+def test_run_all_covers_every_protocol_for_seeds(tmp_path):
+    box = ScriptSandbox(tmp_path)
+    box.env["SEEDS"] = "1 3"
+    assert box.run("run_all.sh")[0] == 0
+    outputs = [call.split("--output-dir ")[1].split()[0] for call in box.calls() if call.startswith("train.py")]
+    expected = []
+    for seed in (1, 3):
+        for dataset in BASE2NEW:
+            cfg = SHORT if dataset == "imagenet" else LONG
+            expected += [f"output/base2new/{split}/{dataset}/shots_16/DualViewPrompt/{cfg}/seed{seed}"
+                         for split in ("train_base", "test_new")]
+        expected.append(f"output/imagenet/DualViewPrompt/{SHORT}_16shots/seed{seed}")
+        expected += [f"output/evaluation/DualViewPrompt/{SHORT}_16shots/{d}/seed{seed}" for d in TRANSFER_TARGETS]
+    assert outputs == expected
+    assert box.calls()[-1] == "-m clipbayes.results output"
+    assert box.run("run_all.sh")[0] == 0  # everything finished: nothing runs again
+    assert sum(call.startswith("train.py") for call in box.calls()) == len(expected)
