@@ -286,6 +286,17 @@ def test_loss_is_ce_on_real_and_mixed_rows_plus_gamma_mi(golden_clip, golden_inp
 
 
 @requires_dassl
+def test_batch_without_a_pair_adds_no_rows(golden_clip, golden_inputs):
+    model = build(golden_clip, golden_inputs["classnames"])
+    images, labels = random_batch(golden_clip, [0, 1, 2])
+    out = model.train_logits(images, labels)
+    assert out.logits.shape == (3, 5) and torch.equal(out.labels, labels)
+    with pytest.raises(ValueError, match="labels"):
+        model.train_logits(images)
+    assert build(golden_clip, golden_inputs["classnames"], MIXUP="none").train_logits(images).labels is None
+
+
+@requires_dassl
 def test_bank_mixup_pairs_two_images_of_each_rows_class(golden_clip, golden_inputs):
     classnames = golden_inputs["classnames"]
     model = build(golden_clip, classnames, MIXUP="bank")

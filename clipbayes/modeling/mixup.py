@@ -17,8 +17,8 @@ from torch import Tensor
 
 def beta_lambdas(n: int, alpha: float, device=None, dtype=torch.float32) -> Tensor:
     """(n,) draws of lambda ~ Beta(alpha, alpha) from the global RNG."""
-    concentration = torch.full((n,), float(alpha), device=device, dtype=dtype)
-    return torch.distributions.Beta(concentration, concentration).sample()
+    concentration = torch.tensor(float(alpha), device=device, dtype=dtype)
+    return torch.distributions.Beta(concentration, concentration).sample((n,))
 
 
 def mix_features(first: Tensor, second: Tensor, lam: Tensor) -> Tensor:
