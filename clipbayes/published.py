@@ -98,6 +98,7 @@ _METHOD_ALIASES = {
     "MMRL": ("mmrl",),
     "BayesianPrompt": ("bayesianprompt", "bayesianpromptlearning", "bpl"),
     "PBPrompt": ("pbprompt",),
+    "DualViewPrompt": ("dualviewprompt", "e2mim"),
 }
 
 

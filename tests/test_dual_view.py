@@ -479,3 +479,45 @@ def test_run_all_covers_every_protocol_for_seeds(tmp_path):
     assert box.calls()[-1] == "-m clipbayes.results output"
     assert box.run("run_all.sh")[0] == 0  # everything finished: nothing runs again
     assert sum(call.startswith("train.py") for call in box.calls()) == len(expected)
+
+
+# --- end to end --------------------------------------------------------------------------------------------------
+def train_py(env, *args):
+    import sys
+    proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, f"train.py {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@requires_dassl
+def test_train_base_eval_new_and_results_table(tmp_path):
+    """Train on the base classes (bank Mixup, bilinear critic), evaluate on the new ones, then the table."""
+    import csv
+    import io
+    import re
+    import sys
+    from tests.datasets.miniature import build_miniature
+
+    build_miniature(str(tmp_path / "data"), "OxfordPets")  # 5 classes: 3 base, 2 new
+    env = {**os.environ, "CLIPBAYES_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    flags = ["--root", str(tmp_path / "data"), "--seed", "1", "--trainer", "DualViewPrompt",
+             "--dataset-config-file", "configs/datasets/oxford_pets.yaml",
+             "--config-file", "configs/trainers/DualViewPrompt/tiny.yaml"]
+    opts = ["DATASET.NUM_SHOTS", "2", "TRAINER.DUAL_VIEW.MIXUP", "bank", "TRAINER.DUAL_VIEW.CRITIC", "bilinear"]
+    run = "oxford_pets/shots_2/DualViewPrompt/tiny/seed1"
+    base_dir, new_dir = (str(tmp_path / "output" / "base2new" / split / run) for split in ("train_base", "test_new"))
+    trained = train_py(env, *flags, "--output-dir", base_dir, *opts, "DATASET.SUBSAMPLE_CLASSES", "base")
+    assert "Finish training" in trained and re.search(r"\bmi [\d.]+", trained)
+    assert osp.isfile(osp.join(base_dir, "prompt_learner", "model.pth.tar-2"))
+    tested = train_py(env, *flags, "--output-dir", new_dir, "--model-dir", base_dir, "--load-epoch", "2",
+                      "--eval-only", *opts, "DATASET.SUBSAMPLE_CLASSES", "new", "TRAINER.DUAL_VIEW.PREDICTION",
+                      "ensemble")
+    assert "* accuracy:" in tested
+    table = subprocess.run([sys.executable, "-m", "clipbayes.results", str(tmp_path / "output"), "--format", "csv"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    rows = {row["quantity"]: row for row in csv.DictReader(io.StringIO(table))
+            if row["trainer"] == "DualViewPrompt" and row["dataset"] == "OxfordPets"}
+    assert set(rows) == {"base", "new", "hm"}, table
+    accuracy = [float(x) for x in re.findall(r"\* accuracy: ([\d.]+)%", trained + tested)]
+    assert [float(rows["base"]["mean"]), float(rows["new"]["mean"])] == pytest.approx(accuracy[-2:], abs=0.01)
