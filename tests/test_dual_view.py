@@ -184,8 +184,8 @@ def _cfg(dataset="OxfordPets"):
 
 
 def _node(keys, **overrides):
-    from yacs.config import CfgNode as CN
-    node = CN({name: key.default for name, key in keys.items()})
+    from clipbayes.config import default_node
+    node = default_node(keys)
     node.update(overrides)
     return node
 

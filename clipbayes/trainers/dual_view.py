@@ -20,32 +20,32 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from clipbayes.config import ConfigError, Key, at_least, context_keys, precision_key
+from clipbayes.config import Check, ConfigError, Key, at_least, between, context_keys, precision_key, template_keys
+from clipbayes.datasets.templates import zeroshot_templates
 from clipbayes.engine.trainer import PromptTrainer
-from clipbayes.modeling.context import ContextVectors, prompt_model_kwargs
 from clipbayes.modeling.contract import TrainOutput
 from clipbayes.modeling.mixup import ClassFeatureBank, beta_lambdas, mix_features, same_class_partners
-from clipbayes.modeling.prompt_clip import PromptCLIP, handcrafted_text_features, initial_context
+from clipbayes.modeling.prompt_clip import (ContextVectors, PromptCLIP, handcrafted_text_features, initial_context,
+                                            prompt_model_kwargs)
 from clipbayes.objectives import critic_scores, symmetric_infonce
 from clipbayes.registry import register_method
-from clipbayes.trainers.zeroshot import zeroshot_templates
+
+POSITIVE = Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0")
 
 KEYS = {
     **context_keys(n_ctx=4, ctx_init="a photo of a"),
     **precision_key("fp16"),
-    "TEMPLATE": Key("", "hand-crafted view's template; '' = the dataset's"),
-    "ENSEMBLE": Key(False, "hand-crafted view from the template ensemble (mean of unit-norm features)"),
-    "GAMMA": Key(1.0, "gamma, weight of the MI term L_MI", check=at_least(0.0)),
-    "MI_TEMPERATURE": Key(0.07, "tau, temperature of the InfoNCE critic", check=lambda v: v > 0),
-    "CRITIC": Key("cosine", "InfoNCE critic: cosine t.h, or bilinear t^T W h with W learned", 
+    **template_keys(),
+    "GAMMA": Key(1.0, "gamma, weight of the MI term L_MI (0: no MI term)", check=at_least(0, integer=False)),
+    "MI_TEMPERATURE": Key(0.07, "tau, temperature of the InfoNCE critic scores", check=POSITIVE),
+    "CRITIC": Key("cosine", "InfoNCE critic: cosine t.h, or bilinear t^T W h with W learned with the prompts",
                   choices=("cosine", "bilinear")),
-    "MIXUP": Key("batch", "class-wise Mixup pairs: from the batch, from the training-set feature bank, or none",
+    "MIXUP": Key("batch", "class-wise Mixup pairs: from the batch, from the training set's feature bank, or none",
                  choices=("batch", "bank", "none")),
-    "MIXUP_ALPHA": Key(1.0, "a, lambda ~ Beta(a, a)", check=lambda v: v > 0),
+    "MIXUP_ALPHA": Key(1.0, "a, Mixup weights lambda ~ Beta(a, a)", check=POSITIVE),
     "PREDICTION": Key("soft", "soft-prompt logits, or an ensemble with the hand-crafted logits",
                       choices=("soft", "ensemble")),
-    "HANDCRAFTED_WEIGHT": Key(0.5, "w, weight of the hand-crafted logits in PREDICTION 'ensemble'",
-                              check=lambda v: 0.0 <= v <= 1.0),
+    "HANDCRAFTED_WEIGHT": Key(0.5, "w, weight of the hand-crafted logits in PREDICTION ensemble", check=between(0, 1)),
 }
 
 
@@ -126,8 +126,7 @@ def build_dual_view_model(cfg, node, clip_model, classnames) -> DualViewModel:
     print(f"DualViewPrompt hand-crafted view, template(s): {templates}")
     model = DualViewModel(clip_model, classnames, templates, node.GAMMA, node.MI_TEMPERATURE, node.MIXUP,
                           node.MIXUP_ALPHA, node.PREDICTION, node.HANDCRAFTED_WEIGHT, **prompt_model_kwargs(cfg, node))
-    n_classes = len(classnames) if node.CSC else None
-    ctx = initial_context(model.text_encoder, node.N_CTX, node.CTX_INIT, n_classes)
+    ctx = initial_context(model.text_encoder, node.N_CTX, node.CTX_INIT)
     critic_dim = model.handcrafted_features.shape[-1] if node.CRITIC == "bilinear" else None
     model.learner = DualViewContext(ctx, critic_dim)
     return model
