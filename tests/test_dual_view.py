@@ -360,6 +360,25 @@ def test_ensemble_prediction_averages_soft_and_handcrafted_logits(golden_clip, g
                                    0.75 * soft.predict_features(features) + 0.25 * handcrafted)
 
 
+@requires_dassl
+@pytest.mark.parametrize("overrides,message", [
+    ({"CRITIC": "bilinear", "GAMMA": 0.0}, "CRITIC 'bilinear' is trained only through the MI term"),
+    ({"MIXUP": "pairs"}, "TRAINER.DUAL_VIEW.MIXUP must be one of batch | bank | none; got 'pairs'"),
+    ({"MIXUP_ALPHA": 0.0}, "TRAINER.DUAL_VIEW.MIXUP_ALPHA must be a number > 0; got 0.0"),
+    ({"MI_TEMPERATURE": -1.0}, "TRAINER.DUAL_VIEW.MI_TEMPERATURE must be a number > 0"),
+    ({"GAMMA": -0.5}, "TRAINER.DUAL_VIEW.GAMMA must be a number >= 0"),
+    ({"HANDCRAFTED_WEIGHT": 1.5}, "TRAINER.DUAL_VIEW.HANDCRAFTED_WEIGHT must be a number in [0, 1]"),
+    ({"TEMPLATE": "a photo"}, "TRAINER.DUAL_VIEW.TEMPLATE must be"),
+])
+def test_impossible_settings_are_refused(overrides, message):
+    from clipbayes.config import ConfigError, check_cfg, default_cfg
+    cfg = default_cfg()
+    cfg.TRAINER.DUAL_VIEW.update(overrides)
+    with pytest.raises(ConfigError) as error:
+        check_cfg(cfg)
+    assert message in str(error.value)
+
+
 # --- configs and scripts -----------------------------------------------------------------------------------------
 CONFIG_DIR = osp.join(ROOT, "configs", "trainers", "DualViewPrompt")
 BASE2NEW = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
@@ -521,3 +540,10 @@ def test_train_base_eval_new_and_results_table(tmp_path):
     assert set(rows) == {"base", "new", "hm"}, table
     accuracy = [float(x) for x in re.findall(r"\* accuracy: ([\d.]+)%", trained + tested)]
     assert [float(rows["base"]["mean"]), float(rows["new"]["mean"])] == pytest.approx(accuracy[-2:], abs=0.01)
+
+    one_shot = subprocess.run([sys.executable, "train.py", *flags, "--output-dir", str(tmp_path / "one_shot"), *opts,
+                               "DATASET.NUM_SHOTS", "1", "OPTIM.MAX_EPOCH", "1"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert one_shot.returncode == 2 and "Traceback" not in one_shot.stderr, one_shot.stderr[-2000:]
+    assert "error: class-wise Mixup from the feature bank needs at least 2 training images per class" in \
+        one_shot.stderr

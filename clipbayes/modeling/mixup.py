@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from clipbayes.config import ConfigError
+
 
 def beta_lambdas(n: int, alpha: float, device=None, dtype=torch.float32) -> Tensor:
     """(n,) draws of lambda ~ Beta(alpha, alpha) from the global RNG."""
@@ -46,8 +48,9 @@ def same_class_partners(labels: Tensor, generator: torch.Generator | None = None
 class ClassFeatureBank(nn.Module):
     """Image features of the training set grouped by class; ``pairs(labels)`` draws two distinct images per row.
 
-    features (N, E), labels (N,) in [0, num_classes). Every class needs at least two images (a pair of distinct
-    images of it must exist); the features are stored sorted by class (non-persistent buffers: not checkpointed).
+    features (N, E), labels (N,) in [0, num_classes). Every class needs at least two images (ConfigError
+    otherwise: no pair of distinct images of it exists). The features are stored sorted by class, in
+    non-persistent buffers (not checkpointed).
     """
 
     def __init__(self, features: Tensor, labels: Tensor, num_classes: int):
@@ -63,7 +66,7 @@ class ClassFeatureBank(nn.Module):
         short = (counts < 2).nonzero().view(-1).tolist()
         if short:
             listed = ", ".join(f"{c} ({int(counts[c])} image{'s' if counts[c] != 1 else ''})" for c in short[:10])
-            raise ValueError(
+            raise ConfigError(
                 f"class-wise Mixup from the feature bank needs at least 2 training images per class; classes "
                 f"{listed}{' ...' if len(short) > 10 else ''} have fewer ({len(short)} of {num_classes}). Use more "
                 f"shots (DATASET.NUM_SHOTS >= 2) or MIXUP 'batch' or 'none'.")
