@@ -56,6 +56,8 @@ CONFIGS = {
     "LogitPrior-CoCoOp": ("LogitPrior", None, "CoCoOp", "CoCoOp"),
     "LogitPrior-BayesianPrompt-uncond": ("LogitPrior", "unconditional", "BayesianPrompt", "BayesianPrompt-uncond"),
     "LogitPrior-BayesianPrompt-cond": ("LogitPrior", "conditional", "BayesianPrompt", "BayesianPrompt-cond"),
+    "DualViewPrompt": ("DualViewPrompt", None, None, None),  # MIXUP batch
+    "DualViewPrompt-bank": ("DualViewPrompt", None, None, None),  # MIXUP bank: B mixed rows per step
 }
 
 VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
@@ -99,6 +101,7 @@ def make_cfg(args, config: str, prec: str):
     bp.N_SAMPLES_TEST = args.samples
     bp.POSTERIOR = posterior or "unconditional"
     bp.PREDICTION = "mc"
+    cfg.TRAINER.DUAL_VIEW.update(PREC=prec, MIXUP="bank" if config.endswith("-bank") else "batch")
     if trainer == "LogitPrior":
         cfg.TRAINER.LOGIT_PRIOR.BASE = base
         cfg.TRAINER.LOGIT_PRIOR.PREC = prec
@@ -141,6 +144,10 @@ def run_config(args, config: str) -> dict:
     model.requires_grad_(False)
     model.learner.requires_grad_(True)
     model.to(device)
+    if model.wants_train_features:  # a training-set bank (DualViewPrompt): 16 random unit-norm features per class
+        bank_labels = torch.arange(args.classes, device=device).repeat(16)
+        bank = F.normalize(torch.randn(bank_labels.numel(), clip_model.visual.output_dim, device=device), dim=-1)
+        model.attach_train_features(bank, bank_labels)
     params = [p for p in model.learner.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=5e-4)
     scaler = torch.amp.GradScaler("cuda") if prec == "amp" else None

@@ -59,6 +59,8 @@ class DualViewContext(ContextVectors):
 
 
 class DualViewModel(PromptCLIP):
+    """CoOp's prompts + the frozen hand-crafted views ``handcrafted_features`` (C, E) + the Mixup source."""
+
     def __init__(self, clip_model, classnames, templates: list[str], gamma: float, temperature: float,
                  mixup: str, mixup_alpha: float, prediction: str, handcrafted_weight: float, **prompt_kwargs):
         super().__init__(clip_model, classnames, **prompt_kwargs)
