@@ -38,6 +38,10 @@ def at_least(low: float, integer: bool = True) -> Check:
                  and not isinstance(v, bool) and v >= low, f"{kind} >= {low:g}")
 
 
+def above(low: float) -> Check:
+    return Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > low, f"a number > {low:g}")
+
+
 def between(low: float, high: float) -> Check:
     return Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high,
                  f"a number in [{low:g}, {high:g}]")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from clipbayes.config import Check, ConfigError, Key, at_least, between, context_keys, precision_key, template_keys
+from clipbayes.config import ConfigError, Key, above, at_least, between, context_keys, precision_key, template_keys
 from clipbayes.datasets.templates import zeroshot_templates
 from clipbayes.engine.trainer import PromptTrainer
 from clipbayes.modeling.contract import TrainOutput
@@ -30,19 +30,17 @@ from clipbayes.modeling.prompt_clip import (ContextVectors, PromptCLIP, handcraf
 from clipbayes.objectives import critic_scores, symmetric_infonce
 from clipbayes.registry import register_method
 
-POSITIVE = Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0")
-
 KEYS = {
     **context_keys(n_ctx=4, ctx_init="a photo of a"),
     **precision_key("fp16"),
     **template_keys(),
     "GAMMA": Key(1.0, "gamma, weight of the MI term L_MI (0: no MI term)", check=at_least(0, integer=False)),
-    "MI_TEMPERATURE": Key(0.07, "tau, temperature of the InfoNCE critic scores", check=POSITIVE),
+    "MI_TEMPERATURE": Key(0.07, "tau, temperature of the InfoNCE critic scores", check=above(0)),
     "CRITIC": Key("cosine", "InfoNCE critic: cosine t.h, or bilinear t^T W h with W learned with the prompts",
                   choices=("cosine", "bilinear")),
     "MIXUP": Key("batch", "class-wise Mixup pairs: from the batch, from the training set's feature bank, or none",
                  choices=("batch", "bank", "none")),
-    "MIXUP_ALPHA": Key(1.0, "a, Mixup weights lambda ~ Beta(a, a)", check=POSITIVE),
+    "MIXUP_ALPHA": Key(1.0, "a, Mixup weights lambda ~ Beta(a, a)", check=above(0)),
     "PREDICTION": Key("soft", "soft-prompt logits, or an ensemble with the hand-crafted logits",
                       choices=("soft", "ensemble")),
     "HANDCRAFTED_WEIGHT": Key(0.5, "w, weight of the hand-crafted logits in PREDICTION ensemble", check=between(0, 1)),
