@@ -72,7 +72,8 @@ class TextEncoder(nn.Module):
             x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
             x = x + block.mlp(block.ln_2(x))
         x = self.ln_final(x.permute(1, 0, 2)).type(self.dtype)
-        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
+        rows = torch.arange(x.shape[0], device=x.device).view(-1, *[1] * (eot.dim() - 1))
+        return x[rows, eot] @ self.text_projection
 
     def forward(self, embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
         length = int(eot.max()) + 1
@@ -86,6 +87,14 @@ class TextEncoder(nn.Module):
             else:
                 outputs.append(self._encode(chunk, chunk_eot))
         return torch.cat(outputs)
+
+    def encode_with_tokens(self, embeddings: torch.Tensor, eot: torch.Tensor,
+                           positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass: features (N, E) at the EOT tokens and token features (N, P, E) at ``positions`` (P,), both
+        after ln_final and text_projection, not normalised (``forward`` reads any (N, P) index the same way)."""
+        index = torch.cat([eot.unsqueeze(1), positions.to(eot).expand(eot.shape[0], -1)], dim=1)
+        features = self(embeddings, index)
+        return features[:, 0], features[:, 1:]
 
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         """Hand-crafted prompts -> (N, E) features (not normalised)."""
