@@ -191,8 +191,8 @@ def test_loss_equals_slow_objective(golden_clip, golden_inputs, detach):
     params = dict(model.learner.named_parameters())
     ours = torch.autograd.grad(loss, list(params.values()))
     reference = torch.autograd.grad(expected, list(params.values()))
-    for name, a, b in zip(params, ours, reference):
-        assert_close(a, b, rtol=1e-3, atol=1e-6)
+    for a, b in zip(ours, reference):  # slack relative to the largest entry: some entries are ~0
+        assert_close(a, b, rtol=1e-3, atol=1e-4 * float(b.abs().max()))
 
 
 def test_kl_closed_form_against_torch_distributions(golden_clip, golden_inputs):
@@ -313,9 +313,9 @@ def test_cached_predictions_encode_the_prompts_once_per_evaluation(golden_clip, 
 
 
 # --- errors ------------------------------------------------------------------------------------------------------------
-def test_transport_without_patch_features_is_refused(golden_clip, golden_inputs):
-    import copy
+def test_transport_without_patch_features_is_refused(golden_inputs):
     from clipbayes.config import ConfigError
+    from clipbayes.modeling.clip_loader import build_tiny_clip
 
     class PlainEncoder(torch.nn.Module):
         output_dim = 64
@@ -323,7 +323,7 @@ def test_transport_without_patch_features_is_refused(golden_clip, golden_inputs)
         def forward(self, images):
             return images.flatten(1)[:, :64]
 
-    clip_model = copy.copy(golden_clip)
+    clip_model = build_tiny_clip("tiny-vit")
     clip_model.visual = PlainEncoder()
     with pytest.raises(ConfigError, match="TRANSPORT 'ct' needs patch features"):
         build(clip_model, golden_inputs["classnames"])
