@@ -58,6 +58,7 @@ CONFIGS = {
     "LogitPrior-BayesianPrompt-cond": ("LogitPrior", "conditional", "BayesianPrompt", "BayesianPrompt-cond"),
     "DualViewPrompt": ("DualViewPrompt", None, None, None),  # MIXUP batch
     "DualViewPrompt-bank": ("DualViewPrompt", None, None, None),  # MIXUP bank: B mixed rows per step
+    "PBPrompt": ("PBPrompt", None, None, None),
 }
 
 VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
@@ -102,6 +103,7 @@ def make_cfg(args, config: str, prec: str):
     bp.POSTERIOR = posterior or "unconditional"
     bp.PREDICTION = "mc"
     cfg.TRAINER.DUAL_VIEW.update(PREC=prec, MIXUP="bank" if config.endswith("-bank") else "batch")
+    cfg.TRAINER.PBPROMPT.update(PREC=prec, N_SAMPLES_TRAIN=args.samples, N_SAMPLES_TEST=args.samples)
     if trainer == "LogitPrior":
         cfg.TRAINER.LOGIT_PRIOR.BASE = base
         cfg.TRAINER.LOGIT_PRIOR.PREC = prec
