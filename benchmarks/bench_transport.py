@@ -104,6 +104,7 @@ def main(argv=None):
                 continue
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append([transport, chunk or "all", f"{row['s_fwd_bwd']:.3f}", f"{row['peak_mib']:.0f}"])
+            print(f"  {transport}, chunk {chunk}: {row}", file=sys.stderr, flush=True)
     unit = "CUDA max_memory_allocated MiB" if args.device == "cuda" else "peak RSS growth MiB"
     print(tabulate(rows, headers=["transport", "classes / chunk", "s fwd+bwd (median)", unit]))
     return 0
