@@ -39,6 +39,7 @@ __all__ = [
     "log_mean_exp",
     "mc_log_mean_exp_probs",
     "mc_nll",
+    "gaussian_samples",
     "gaussian_kl_to_standard_normal",
     "predictive_scores",
     "loggable",
@@ -98,6 +99,16 @@ def mc_nll(logits: Tensor, labels: Tensor) -> Tensor:
     """
     log_probs = mc_log_mean_exp_probs(logits)
     return -log_probs.gather(-1, labels.long().view(-1, 1)).mean()
+
+
+def gaussian_samples(mu: Tensor, log_var: Tensor, n_samples: int, noise: Optional[Tensor] = None) -> Tensor:
+    """Reparameterised draws r_l = mu + eps_l * exp(l / 2): mu, log_var (S, D) -> r (S, L, D).
+
+    ``noise`` is eps (S, L, D); by default standard normal draws on mu's device.
+    """
+    if noise is None:
+        noise = torch.randn(mu.shape[0], n_samples, mu.shape[-1], device=mu.device, dtype=mu.dtype)
+    return mu.unsqueeze(1) + noise.to(mu) * torch.exp(0.5 * log_var).unsqueeze(1)
 
 
 def gaussian_kl_to_standard_normal(mu: Tensor, log_var: Tensor) -> Tensor:

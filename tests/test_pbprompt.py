@@ -35,9 +35,9 @@ def _cfg(chunk_size=0, backbone="tiny-vit"):
 
 
 def _node(**overrides):
-    from yacs.config import CfgNode as CN
+    from clipbayes.config import default_node
     from clipbayes.trainers.pbprompt import KEYS
-    node = CN({name: key.default for name, key in KEYS.items()})
+    node = default_node(KEYS)
     node.update({"N_SAMPLES_TRAIN": L, "N_SAMPLES_TEST": L, **overrides})
     return node
 
@@ -407,3 +407,41 @@ def test_run_all_covers_every_table(tmp_path):
     expected += [f"output/evaluation/PBPrompt/{CFG}_16shots/{d}/seed1" for d in XD_TARGETS + DG_TARGETS]
     assert outputs == expected
     assert box.calls()[-1] == "-m clipbayes.results output --published"
+
+
+# --- end to end: train on the base classes, evaluate on the new ones, results table ----------------------------------
+def test_train_base_eval_only_new_and_results(tmp_path):
+    import csv
+    import io
+    import os
+    import subprocess
+    import sys
+
+    from tests.datasets.miniature import build_miniature
+
+    root = tmp_path / "data"
+    build_miniature(str(root), "OxfordPets")
+    env = {**os.environ, "CLIPBAYES_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    run = "OxfordPets/shots_2/PBPrompt/tiny/seed1"
+    common = ["--root", str(root), "--seed", "1", "--trainer", "PBPrompt",
+              "--dataset-config-file", "configs/datasets/oxford_pets.yaml",
+              "--config-file", "configs/trainers/PBPrompt/tiny.yaml"]
+    opts = ["DATASET.NUM_SHOTS", "2", "OPTIM.MAX_EPOCH", "1"]
+
+    def train(*args):
+        proc = subprocess.run([sys.executable, "train.py", *common, *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return proc.stdout
+
+    base_dir = str(tmp_path / "out" / "base2new" / "train_base" / run)
+    trained = train("--output-dir", base_dir, *opts, "DATASET.SUBSAMPLE_CLASSES", "base")
+    assert "transport" in trained and "kl" in trained  # both regularisers are logged
+    assert osp.isfile(osp.join(base_dir, "prompt_learner", "model.pth.tar-1"))
+    tested = train("--output-dir", str(tmp_path / "out" / "base2new" / "test_new" / run), "--eval-only",
+                   "--model-dir", base_dir, "--load-epoch", "1", *opts, "DATASET.SUBSAMPLE_CLASSES", "new")
+    assert "* accuracy:" in tested
+    table = subprocess.run([sys.executable, "-m", "clipbayes.results", str(tmp_path / "out"), "--format", "csv"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    rows = [row for row in csv.DictReader(io.StringIO(table)) if row.get("trainer") == "PBPrompt"]
+    assert rows, table

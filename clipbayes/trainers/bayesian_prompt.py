@@ -22,7 +22,7 @@ from clipbayes.config import Key, at_least, context_keys, ordered_pair, precisio
 from clipbayes.engine.trainer import PromptTrainer
 from clipbayes.modeling.contract import TrainOutput
 from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context, prompt_model_kwargs
-from clipbayes.objectives import gaussian_kl_to_standard_normal
+from clipbayes.objectives import gaussian_kl_to_standard_normal, gaussian_samples
 from clipbayes.registry import register_method
 
 KEYS = {
@@ -38,17 +38,6 @@ KEYS = {
     "PREDICTION": Key("mc", "mc: MC predictive over fresh samples | mean: posterior mean r = mu (one text pass)",
                       choices=("mc", "mean")),
 }
-
-
-def sample_residuals(mu: torch.Tensor, log_var: torch.Tensor, n_samples: int,
-                     noise: torch.Tensor | None = None) -> torch.Tensor:
-    """r_l = mu + eps_l * exp(l / 2): mu, log_var (S, D) -> r (S, L, D).
-
-    ``noise`` is eps (S, L, D); by default standard normal draws on mu's device.
-    """
-    if noise is None:
-        noise = torch.randn(mu.shape[0], n_samples, mu.shape[-1], device=mu.device, dtype=mu.dtype)
-    return mu.unsqueeze(1) + noise.to(mu) * torch.exp(0.5 * log_var).unsqueeze(1)
 
 
 class ResidualContext(nn.Module):
@@ -113,7 +102,7 @@ class BayesianPromptModel(PromptCLIP):
     def sampled_text(self, image_features, n_samples, noise=None):
         """Text features (S, L, C, E) of L residual draws, with the posterior's (mu, log_var) (S, D)."""
         mu, log_var = self.learner.posterior(image_features)
-        residuals = sample_residuals(mu, log_var, n_samples, noise)
+        residuals = gaussian_samples(mu, log_var, n_samples, noise)
         return self.encode_prompts(self.learner.context(residuals)), mu, log_var
 
     def mean_text(self, image_features):

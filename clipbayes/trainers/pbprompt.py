@@ -24,34 +24,38 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clipbayes.config import ConfigError, Key, at_least, context_keys, positive, precision_key
+from clipbayes.config import Check, ConfigError, Key, at_least, between, context_keys, precision_key
 from clipbayes.engine.trainer import PromptTrainer
 from clipbayes.modeling.contract import TrainOutput
 from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context
 from clipbayes.modeling.text import count_tokens, tokenize
 from clipbayes.modeling.visual import encode_image_tokens, has_patch_features
-from clipbayes.objectives import gaussian_kl_to_standard_normal
+from clipbayes.objectives import gaussian_kl_to_standard_normal, gaussian_samples
 from clipbayes.registry import register_method
-from clipbayes.trainers.bayesian_prompt import sample_residuals
 from clipbayes.transport import TRANSPORTS, transport_distance, weighted_transport
 
+POSITIVE = Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0")
+NON_NEGATIVE = at_least(0, integer=False)
+
 KEYS = {
-    **context_keys(n_ctx=4, ctx_init="a photo of a"),
+    **context_keys(n_ctx=4, ctx_init="a photo of a", position=False),
     **precision_key("fp16"),
     "N_SAMPLES_TRAIN": Key(20, "L, Monte Carlo samples of the latents per training step (paper: 20)",
                            check=at_least(1)),
     "N_SAMPLES_TEST": Key(20, "L at prediction", check=at_least(1)),
-    "KL_WEIGHT": Key(0.001, "beta, weight of the KL (mean over classes and dimensions)"),
+    "KL_WEIGHT": Key(0.001, "beta, weight of the KL (mean over classes and dimensions)", check=NON_NEGATIVE),
     "POSTERIOR_HIDDEN_RATIO": Key(4, "hidden width of the posterior MLPs is D / this", check=at_least(1)),
-    "INIT_LOG_VAR": Key(-8.0, "initial log-variance of q (bias of the log-variance MLP's last layer)"),
+    "INIT_LOG_VAR": Key(-8.0, "initial log-variance of q (bias of the log-variance MLP's last layer)",
+                        check=between(-30.0, 5.0)),
     "GENERATOR_HEADS": Key(4, "attention heads of the generator's self-attention layer (must divide D)",
                            check=at_least(1)),
     "TRANSPORT": Key("ct", "patch-token regulariser D: conditional transport, entropic OT, or none",
                      choices=TRANSPORTS + ("none",)),
-    "TRANSPORT_WEIGHT": Key(0.1, "eta, weight of the transport regulariser"),
-    "DETACH_CLASS_WEIGHTS": Key(True, "stop the gradient through the class probabilities weighting D"),
-    "CT_TEMPERATURE": Key(0.1, "tau of the CT navigators softmax(-cost / tau)", check=positive),
-    "SINKHORN_EPSILON": Key(0.1, "entropic regularisation of the OT plan", check=positive),
+    "TRANSPORT_WEIGHT": Key(0.1, "eta, weight of the transport regulariser", check=NON_NEGATIVE),
+    "DETACH_CLASS_WEIGHTS": Key(True, "stop the gradient through the class probabilities weighting D",
+                                choices=(True, False)),
+    "CT_TEMPERATURE": Key(0.1, "tau of the CT navigators softmax(-cost / tau)", check=POSITIVE),
+    "SINKHORN_EPSILON": Key(0.1, "entropic regularisation of the OT plan", check=POSITIVE),
     "SINKHORN_ITERS": Key(100, "Sinkhorn iterations", check=at_least(1)),
     "TRANSPORT_CLASS_CHUNK": Key(100, "classes per transport chunk, recomputed in backward (0: all at once)",
                                  check=at_least(0)),
@@ -150,7 +154,7 @@ class PBPromptModel(PromptCLIP):
 
         ``noise``: eps of shape (C, L, D); standard normal draws by default."""
         mu, log_var = self.learner.posterior(self.name_embeddings)
-        latents = sample_residuals(mu, log_var, n_samples, noise).transpose(0, 1)  # (L, C, D)
+        latents = gaussian_samples(mu, log_var, n_samples, noise).transpose(0, 1)  # (L, C, D)
         text, tokens = self.encode_prompt_tokens(self.learner.generator(latents), with_tokens)
         return text, tokens, mu, log_var
 
@@ -192,13 +196,6 @@ class PBPromptModel(PromptCLIP):
         return self.mc_logits(image_features, text)
 
 
-def check_pbprompt(cfg, node):
-    """Cross-key checks that do not need the model."""
-    if node.get("CLASS_TOKEN_POSITION", "end") != "end":
-        raise ConfigError("TRAINER.PBPROMPT.CLASS_TOKEN_POSITION must be 'end': the prompt is "
-                          "[SOS][b generated tokens][name][.][EOT]")
-
-
 def build_pbprompt_model(cfg, node, clip_model, classnames) -> PBPromptModel:
     if node.TRANSPORT != "none" and not has_patch_features(clip_model.visual):
         raise ConfigError(f"TRAINER.PBPROMPT.TRANSPORT '{node.TRANSPORT}' needs patch features, which the image "
@@ -217,6 +214,6 @@ def build_pbprompt_model(cfg, node, clip_model, classnames) -> PBPromptModel:
     return model
 
 
-@register_method(node="PBPROMPT", keys=KEYS, build=build_pbprompt_model, check=check_pbprompt)
+@register_method(node="PBPROMPT", keys=KEYS, build=build_pbprompt_model)
 class PBPrompt(PromptTrainer):
     """Label-specific stochastic prompts from class-name latents, aligned to image patches by transport."""
