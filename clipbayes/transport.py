@@ -118,10 +118,12 @@ def weighted_transport(patches: Tensor, tokens: Tensor, weights: Tensor, distanc
     size = class_chunk if 0 < class_chunk < n_classes else n_classes
     recompute = size < n_classes and torch.is_grad_enabled()
     total = patches.new_zeros((), dtype=torch.float32)
-    for start in range(0, n_classes, size):
-        chunk = (patches, tokens[:, start:start + size], weights[..., start:start + size])
+    # split (not slicing): the backward pass concatenates the chunks' gradients once instead of writing each into
+    # a full-size zero tensor
+    for token_chunk, weight_chunk in zip(tokens.split(size, dim=1), weights.split(size, dim=-1)):
         if recompute:
-            total = total + checkpoint(_weighted_chunk, distance, *chunk, use_reentrant=False)
+            total = total + checkpoint(_weighted_chunk, distance, patches, token_chunk, weight_chunk,
+                                       use_reentrant=False)
         else:
-            total = total + _weighted_chunk(distance, *chunk)
+            total = total + _weighted_chunk(distance, patches, token_chunk, weight_chunk)
     return total / (patches.shape[0] * n_samples)
