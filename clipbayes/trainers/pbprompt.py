@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clipbayes.config import Check, ConfigError, Key, at_least, between, context_keys, precision_key
+from clipbayes.config import ConfigError, Key, above, at_least, between, context_keys, precision_key
 from clipbayes.engine.trainer import PromptTrainer
 from clipbayes.modeling.contract import TrainOutput
 from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context
@@ -34,7 +34,6 @@ from clipbayes.objectives import gaussian_kl_to_standard_normal, gaussian_sample
 from clipbayes.registry import register_method
 from clipbayes.transport import TRANSPORTS, transport_distance, weighted_transport
 
-POSITIVE = Check(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0")
 NON_NEGATIVE = at_least(0, integer=False)
 
 KEYS = {
@@ -54,8 +53,8 @@ KEYS = {
     "TRANSPORT_WEIGHT": Key(0.1, "eta, weight of the transport regulariser", check=NON_NEGATIVE),
     "DETACH_CLASS_WEIGHTS": Key(True, "stop the gradient through the class probabilities weighting D",
                                 choices=(True, False)),
-    "CT_TEMPERATURE": Key(0.1, "tau of the CT navigators softmax(-cost / tau)", check=POSITIVE),
-    "SINKHORN_EPSILON": Key(0.1, "entropic regularisation of the OT plan", check=POSITIVE),
+    "CT_TEMPERATURE": Key(0.1, "tau of the CT navigators softmax(-cost / tau)", check=above(0)),
+    "SINKHORN_EPSILON": Key(0.1, "entropic regularisation of the OT plan", check=above(0)),
     "SINKHORN_ITERS": Key(100, "Sinkhorn iterations", check=at_least(1)),
     "TRANSPORT_CLASS_CHUNK": Key(100, "classes per transport chunk, recomputed in backward (0: all at once)",
                                  check=at_least(0)),
