@@ -110,8 +110,7 @@ class PromptCLIP(nn.Module):
         prompts = self.prompts(ctx)
         lead = prompts.shape[:-3]
         flat = prompts.reshape(-1, *prompts.shape[-2:])
-        eot = self.prompts.eot.repeat(flat.shape[0] // self.num_classes)
-        features = self.text_encoder(flat, eot)
+        features = self.text_encoder(flat, self.prompts.buckets)
         return F.normalize(features, dim=-1).reshape(*lead, self.num_classes, -1)
 
     def scale(self) -> torch.Tensor:
