@@ -195,6 +195,9 @@ def image_tokens(visual) -> int | None:
     return None if embedding is None or embedding.dim() != 2 else int(embedding.shape[0])
 
 
+STATISTICS = {"median": lambda xs: statistics.median(list(xs)), "min": lambda xs: min(xs)}
+
+
 def timed_call(fn, device) -> float:
     sync(device)
     t0 = time.perf_counter()
@@ -203,7 +206,7 @@ def timed_call(fn, device) -> float:
     return time.perf_counter() - t0
 
 
-def text_token_cost(encoder, n_sequences: int, length: int, prec, device, reps: int) -> float:
+def text_token_cost(encoder, n_sequences: int, length: int, prec, device, reps: int, stat) -> float:
     """Seconds per token of the text tower, forward + backward to its input (as in a training step), measured on
     ``n_sequences`` sequences all of ``length`` tokens (no padding)."""
     from clipbayes.modeling.precision import autocast
@@ -219,10 +222,10 @@ def text_token_cost(encoder, n_sequences: int, length: int, prec, device, reps: 
         out.float().sum().backward()
 
     run()
-    return statistics.median(timed_call(run, device) for _ in range(reps)) / (n_sequences * length)
+    return stat(timed_call(run, device) for _ in range(reps)) / (n_sequences * length)
 
 
-def image_token_cost(model, images, prec, device, reps: int) -> float | None:
+def image_token_cost(model, images, prec, device, reps: int, stat) -> float | None:
     """Seconds per token of the frozen image tower (forward, no gradient), on the training batch."""
     from clipbayes.modeling.precision import autocast
 
@@ -235,7 +238,7 @@ def image_token_cost(model, images, prec, device, reps: int) -> float | None:
             model.encode_images(images)
 
     run()
-    return statistics.median(timed_call(run, device) for _ in range(reps)) / (images.shape[0] * tokens)
+    return stat(timed_call(run, device) for _ in range(reps)) / (images.shape[0] * tokens)
 
 
 def prediction_times(model, images, batches: int, mode: str, prec, device, meter) -> tuple[list[float], list[int]]:
@@ -267,6 +270,7 @@ def run_config(args, config: str) -> dict:
     from clipbayes.modeling.text import LengthBuckets
 
     torch.manual_seed(args.seed)
+    stat = STATISTICS[args.statistic]
     device = torch.device(args.device)
     prec = resolve_precision(args.prec, device)
     cfg = make_cfg(args, config, prec)
@@ -322,13 +326,15 @@ def run_config(args, config: str) -> dict:
         for _ in range(args.warmup):
             step()
     times = {name: [] for name in variants}
-    tokens = {}
+    counted = {}
     for _ in range(args.steps):
         for name, buckets in variants.items():
             prompt_model.prompts.buckets = buckets
             meter.reset()
             times[name].append(timed_call(lambda: step(), device))
-            tokens = dict(meter.counts)
+            counted[name] = dict(meter.counts)
+    tokens = counted[next(iter(variants))]
+    tokens["bucketed"] = counted.get("bucketed", tokens)["bucketed"]
     prompt_model.prompts.buckets = bucketed
     base_times = []
     if trainer == "LogitPrior":  # the base learner's own step, timed in the same process right after
@@ -342,8 +348,8 @@ def run_config(args, config: str) -> dict:
     # --- the token floor: measured cost of one token through each tower ------------------------------------------
     mean_length = max(1, round(tokens["needed"] / tokens["sequences"]))
     text_cost = text_token_cost(prompt_model.text_encoder, tokens["sequences"], mean_length, prec, device,
-                                args.floor_reps)
-    image_cost = image_token_cost(prompt_model, images, prec, device, args.floor_reps)
+                                args.floor_reps, stat)
+    image_cost = image_token_cost(prompt_model, images, prec, device, args.floor_reps, stat)
     per_image = image_tokens(prompt_model.image_encoder)
     floor = (tokens["needed"] * text_cost + args.batch * per_image * image_cost) if image_cost is not None else None
 
@@ -369,21 +375,21 @@ def run_config(args, config: str) -> dict:
             prediction[name]["sequences"] = sequences
     test_mem = (torch.cuda.max_memory_allocated(device) - cuda_base) / 2**20 if device.type == "cuda" else None
     for entry in prediction.values():
-        first = statistics.median(t[0] for t in entry["times"])
-        later = statistics.median(x for t in entry["times"] for x in t[1:]) if args.test_batches > 1 else first
-        total = statistics.median(sum(t) for t in entry["times"])
+        first = stat(t[0] for t in entry["times"])
+        later = stat(x for t in entry["times"] for x in t[1:]) if args.test_batches > 1 else first
+        total = stat(sum(t) for t in entry["times"])
         entry.update(img_per_s=args.test_batch * args.test_batches / total, steady_img_per_s=args.test_batch / later,
                      one_off_s=first - later)
 
-    row = dict(config=config, steps={name: statistics.median(t) for name, t in times.items()}, step_times=times,
-               s_per_step=statistics.median(times[next(iter(variants))]), tokens=tokens,
+    row = dict(config=config, steps={name: stat(t) for name, t in times.items()}, step_times=times,
+               s_per_step=stat(times[next(iter(variants))]), tokens=tokens,
                text_s_per_token=text_cost, image_s_per_token=image_cost, image_tokens_per_step=(
                    args.batch * per_image if per_image else None), floor_s=floor, prediction=prediction,
                trainable_params=sum(p.numel() for p in params), precision=prec,
                buckets=dict(lengths=bucketed.lengths, sizes=bucketed.sizes))
     if base_times:
-        row.update(base_s_per_step=statistics.median(base_times), base_step_times=base_times,
-                   overhead_over_base=row["s_per_step"] / statistics.median(base_times))
+        row.update(base_s_per_step=stat(base_times), base_step_times=base_times,
+                   overhead_over_base=row["s_per_step"] / stat(base_times))
     if device.type == "cuda":
         row.update(train_peak_mib=train_mem, test_peak_mib=test_mem)
     else:
@@ -397,7 +403,8 @@ def run_isolated(args, config: str) -> dict:
         out = tmp.name
     argv = [sys.executable, os.path.abspath(__file__), "--_child", config, "--_child-out", out]
     for key in ("backbone", "classes", "batch", "samples", "steps", "warmup", "device", "prec", "text_chunk",
-                "test_batch", "test_batches", "test_reps", "seed", "buckets", "mc_draws", "reference", "floor_reps"):
+                "test_batch", "test_batches", "test_reps", "seed", "buckets", "mc_draws", "reference", "floor_reps",
+                "statistic"):
         argv += ["--" + key.replace("_", "-"), str(getattr(args, key))]
     if args.official_names:
         argv += ["--official-names", args.official_names]
@@ -595,6 +602,9 @@ def main(argv=None):
     p.add_argument("--buckets", default="both", choices=["both", "on", "off"],
                    help="length-bucketed text passes, one-length passes, or both interleaved step by step")
     p.add_argument("--floor-reps", type=int, default=3, help="timed passes per tower for the per-token cost")
+    p.add_argument("--statistic", default="median", choices=list(STATISTICS),
+                   help="of repeated timings; min: the least disturbed run, for a machine shared with other jobs "
+                        "(they only add time)")
     p.add_argument("--official-names", nargs="?", const="imagenet", default="", metavar="DATASET",
                    help="real class names (the first --classes of DATASET in benchmarks/classnames.json, default "
                         "imagenet) instead of 'class i'")
@@ -652,15 +662,15 @@ def main(argv=None):
         mem_note = ("peak memory: torch.cuda.max_memory_allocated above the allocation before the phase"
                     if cuda else "peak memory: CPU peak-RSS growth (getrusage ru_maxrss) during train+test over the "
                                  "peak after setup, one process per configuration")
-        print(f"# training: median of {args.steps} steps per variant, bucketed and one-length steps interleaved in "
+        print(f"# training: {args.statistic} of {args.steps} steps per variant, bucketed and one-length steps interleaved in "
               f"one process; floor = needed text tokens x measured s/text token (fwd + bwd to the input) + image "
               f"tokens x measured s/image token (fwd); {mem_note}")
         print("# x base (same process): LogitPrior s/step over its base learner's step timed right after it in the "
               "same process; x base row: over the base configuration's own row")
         print(training_table(rows, cuda))
         print(f"\n# prediction: {args.test_reps} interleaved evaluations per mode of {args.test_batches} batches of "
-              f"{args.test_batch} images (predict from images, one evaluation_cache each); steady = median of batches "
-              f"2..; one-off = batch 1 minus steady (the once-per-evaluation text encodings)")
+              f"{args.test_batch} images (predict from images, one evaluation_cache each); steady = {args.statistic} of "
+              f"batches 2..; one-off = batch 1 minus steady (the once-per-evaluation text encodings)")
         print(prediction_table(rows))
         result["rows"] = rows
 
