@@ -8,8 +8,9 @@ Per configuration (each in its own Python process, so the CPU memory peaks do no
               the encoding before bucketing), the two interleaved step by step in one process (--buckets);
   * floor     what the step would cost if each tower processed only the tokens actually needed: the text tokens
               of every sampled prompt at its own length (EOT index + 1) times the measured seconds per text token
-              (forward + backward to the input, on as many sequences all of the mean needed length), plus the
-              image tokens (patches + 1 per image) times the measured seconds per image token (forward);
+              (forward + backward to the input, on as many sequences all of the mean needed length, the cheapest
+              of one pass or 2, 4, 8 chunks), plus the image tokens (patches + 1 per image) times the measured
+              seconds per image token (forward);
               "step / floor" is the measured bucketed step over it;
   * tokens    text tokens per training step counted by a hook on the text encoder, four ways: 77 x sequences
               (official: full-length prompts), longest x sequences (one-length pass), bucketed, needed;
@@ -207,22 +208,29 @@ def timed_call(fn, device) -> float:
 
 
 def text_token_cost(encoder, n_sequences: int, length: int, prec, device, reps: int, stat) -> float:
-    """Seconds per token of the text tower, forward + backward to its input (as in a training step), measured on
-    ``n_sequences`` sequences all of ``length`` tokens (no padding)."""
+    """Seconds per token of the text tower, forward + backward to its input (as in a training step), on
+    ``n_sequences`` sequences all of ``length`` tokens (no padding), passed whole or in 2, 4 or 8 chunks: the cost
+    per token depends on the size of a pass (cache effects on a CPU), and the floor takes the cheapest."""
     from clipbayes.modeling.precision import autocast
-    from clipbayes.modeling.text import LengthBuckets
 
     width = encoder.token_embedding.weight.shape[1]
     x = (0.02 * torch.randn(n_sequences, length, width, device=device)).to(encoder.dtype).requires_grad_(True)
-    buckets = LengthBuckets(torch.full((n_sequences,), length - 1, device=device), max_buckets=1)
+    eot = torch.full((n_sequences,), length - 1, device=device)
+    best = math.inf
+    for pieces in (1, 2, 4, 8):
+        size = math.ceil(n_sequences / pieces)
+        if pieces > 1 and size < 64:
+            break
 
-    def run():
-        with autocast(prec, device):
-            out = encoder(x, buckets)
-        out.float().sum().backward()
+        def run():
+            for start in range(0, n_sequences, size):
+                with autocast(prec, device):
+                    out = encoder(x[start:start + size], eot[start:start + size])
+                out.float().sum().backward()
 
-    run()
-    return stat(timed_call(run, device) for _ in range(reps)) / (n_sequences * length)
+        run()
+        best = min(best, stat(timed_call(run, device) for _ in range(reps)))
+    return best / (n_sequences * length)
 
 
 def image_token_cost(model, images, prec, device, reps: int, stat) -> float | None:
