@@ -74,7 +74,8 @@ def main() -> None:
           f"{bucketed.padded_tokens} (buckets of lengths {bucketed.lengths}) / {bucketed.needed_tokens} (needed)")
     print(f"full length : {t_full:.3f} s   (median of {args.reps})")
     print(f"EOT cut     : {t_cut:.3f} s   speed-up x{t_full / t_cut:.1f}")
-    print(f"bucketed    : {t_bucketed:.3f} s   speed-up x{t_full / t_bucketed:.1f} (x{t_cut / t_bucketed:.2f} over the cut)")
+    print(f"bucketed    : {t_bucketed:.3f} s   speed-up x{t_full / t_bucketed:.1f} "
+          f"(x{t_cut / t_bucketed:.2f} over the cut)")
     print(f"max |feature difference| vs full length: cut {errors[0]:.2e}, bucketed {errors[1]:.2e}")
 
 

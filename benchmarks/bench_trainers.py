@@ -670,15 +670,15 @@ def main(argv=None):
         mem_note = ("peak memory: torch.cuda.max_memory_allocated above the allocation before the phase"
                     if cuda else "peak memory: CPU peak-RSS growth (getrusage ru_maxrss) during train+test over the "
                                  "peak after setup, one process per configuration")
-        print(f"# training: {args.statistic} of {args.steps} steps per variant, bucketed and one-length steps interleaved in "
-              f"one process; floor = needed text tokens x measured s/text token (fwd + bwd to the input) + image "
+        print(f"# training: {args.statistic} of {args.steps} steps per variant, bucketed and one-length steps "
+              f"interleaved in one process; floor = needed text tokens x measured s/text token (fwd + bwd to the input) + image "
               f"tokens x measured s/image token (fwd); {mem_note}")
         print("# x base (same process): LogitPrior s/step over its base learner's step timed right after it in the "
               "same process; x base row: over the base configuration's own row")
         print(training_table(rows, cuda))
         print(f"\n# prediction: {args.test_reps} interleaved evaluations per mode of {args.test_batches} batches of "
-              f"{args.test_batch} images (predict from images, one evaluation_cache each); steady = {args.statistic} of "
-              f"batches 2..; one-off = batch 1 minus steady (the once-per-evaluation text encodings)")
+              f"{args.test_batch} images (predict from images, one evaluation_cache each); steady = "
+              f"{args.statistic} of batches 2..; one-off = batch 1 minus steady (the once-per-evaluation text encodings)")
         print(prediction_table(rows))
         result["rows"] = rows
 

@@ -171,8 +171,8 @@ def test_bucketed_prompts_equal_full_length_clip(golden_clip):
     model = PromptCLIP(golden_clip, LONG_NAMES, n_ctx=4, ctx_init="a photo of a")
     assert len(model.prompts.buckets.lengths) >= 3
     ctx = initial_context(model.text_encoder, 4, "a photo of a")
-    expected = F.normalize(golden_clip.encode_text(tokenize([f"a photo of a {n.replace('_', ' ')}." for n in LONG_NAMES])),
-                           dim=-1)
+    texts = [f"a photo of a {n.replace('_', ' ')}." for n in LONG_NAMES]
+    expected = F.normalize(golden_clip.encode_text(tokenize(texts)), dim=-1)
     assert_float32_equal(model.encode_prompts(ctx.expand(2, 1, 4, 64))[1], expected)
 
 

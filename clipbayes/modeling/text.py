@@ -71,8 +71,9 @@ def bucket_lengths(lengths: list[int], max_buckets: int = MAX_BUCKETS,
 class LengthBuckets(nn.Module):
     """The sequences of one set (C EOT positions) grouped by length, computed once per set.
 
-    Bucket k holds the sequences ``index[k]`` (a slice of the permutation ``order`` sorting them by bucket) padded
-    to ``lengths[k]`` tokens; ``inverse`` puts the bucket-ordered outputs back in the original order.
+    Iterating gives, per bucket k, the indices of its sequences (a slice of the permutation ``order`` sorting them
+    by bucket) and its padded length ``lengths[k]``; ``inverse`` puts bucket-ordered outputs back in the original
+    order.
     Token counts for a pass over the set: ``needed_tokens`` (each sequence at its own length),
     ``padded_tokens`` (bucketed), ``longest_tokens`` (every sequence at the longest length).
     """
