@@ -390,7 +390,8 @@ def run_config(args, config: str) -> dict:
                      one_off_s=first - later)
 
     row = dict(config=config, steps={name: stat(t) for name, t in times.items()}, step_times=times,
-               s_per_step=stat(times[next(iter(variants))]), tokens=tokens,
+               s_per_step=stat(times[next(iter(variants))]), img_per_s=prediction[modes[0]]["img_per_s"],
+               tokens=tokens,
                text_s_per_token=text_cost, image_s_per_token=image_cost, image_tokens_per_step=(
                    args.batch * per_image if per_image else None), floor_s=floor, prediction=prediction,
                trainable_params=sum(p.numel() for p in params), precision=prec,
