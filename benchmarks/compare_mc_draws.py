@@ -5,7 +5,10 @@
 
 For each seed: ``train.py --trainer T --seed S --output-dir DIR/seedS TRAIN_ARGS`` (its final test uses the
 default ``per_batch`` draws), then ``--eval-only`` of that checkpoint with ``TEST.MC_DRAWS per_evaluation`` (and,
-with ``--check-eval-only``, with ``per_batch`` too, which must equal the end-of-training number). Prints the accuracy of both modes per seed,
+with ``--check-eval-only``, with ``per_batch`` too, which must equal the end-of-training number). With
+``--per-batch-size N`` the per_batch number is an ``--eval-only`` run at ``DATALOADER.TEST.BATCH_SIZE N`` instead
+(N = 1: independent draws per test image, the official protocol; a large test batch shares its draws as
+per_evaluation does). Prints the accuracy of both modes per seed,
 their mean and standard deviation over seeds, and the paired difference with its standard error: the two modes
 agree within seed noise when |mean difference| is within about two standard errors and well inside the seeds'
 spread. A seed whose run is already finished in DIR is read, not retrained; its evaluations are rerun.
@@ -48,7 +51,8 @@ def newest_epoch(run_dir: str) -> int | None:
     return max(epochs) if epochs else None
 
 
-def compare_seed(trainer: str, seed: int, out: str, train_args: list[str], check_eval_only: bool) -> dict:
+def compare_seed(trainer: str, seed: int, out: str, train_args: list[str], check_eval_only: bool,
+                 per_batch_size: int) -> dict:
     run_dir = osp.join(out, f"seed{seed}")
     log = osp.join(run_dir, "log.txt")
     if osp.isfile(log) and "Finish training" in open(log).read():
@@ -58,12 +62,13 @@ def compare_seed(trainer: str, seed: int, out: str, train_args: list[str], check
                                       *train_args]))
     epoch = newest_epoch(run_dir)
     row = dict(seed=seed, trained=trained, per_batch=trained)
-    for mode in ("per_batch", "per_evaluation") if check_eval_only else ("per_evaluation",):
+    for mode in ("per_batch", "per_evaluation") if check_eval_only or per_batch_size else ("per_evaluation",):
         eval_dir = osp.join(out, f"seed{seed}_eval_{mode}")
         shutil.rmtree(eval_dir, ignore_errors=True)
+        size = ["DATALOADER.TEST.BATCH_SIZE", str(per_batch_size)] if mode == "per_batch" and per_batch_size else []
         row[mode] = accuracy(run_train(["--trainer", trainer, "--seed", str(seed), "--output-dir", eval_dir,
                                         "--eval-only", "--model-dir", run_dir, "--load-epoch", str(epoch),
-                                        *train_args, "TEST.MC_DRAWS", mode]))
+                                        *train_args, "TEST.MC_DRAWS", mode, *size]))
     return row
 
 
@@ -79,6 +84,8 @@ def main(argv=None) -> int:
     parser.add_argument("--trainer", default="BayesianPrompt")
     parser.add_argument("--check-eval-only", action="store_true",
                         help="also evaluate per_batch with --eval-only (equals the end-of-training result)")
+    parser.add_argument("--per-batch-size", type=int, default=0,
+                        help="evaluate per_batch with --eval-only at this test batch size (1: draws per image)")
     parser.add_argument("train_args", nargs=argparse.REMAINDER, help="after --: train.py's arguments")
     args = parser.parse_args(argv)
     train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
@@ -86,9 +93,11 @@ def main(argv=None) -> int:
 
     rows = []
     for seed in args.seeds:
-        rows.append(compare_seed(args.trainer, seed, args.out, train_args, args.check_eval_only))
+        rows.append(compare_seed(args.trainer, seed, args.out, train_args, args.check_eval_only,
+                                 args.per_batch_size))
         r = rows[-1]
-        source = "eval-only" if args.check_eval_only else "end of training"
+        source = (f"eval-only, test batch {args.per_batch_size}" if args.per_batch_size
+                  else "eval-only" if args.check_eval_only else "end of training")
         print(f"seed {seed}: per_batch {r['per_batch']:.2f} ({source}), per_evaluation {r['per_evaluation']:.2f} "
               f"(eval-only)", flush=True)
     differences = [r["per_evaluation"] - r["per_batch"] for r in rows]
@@ -99,7 +108,7 @@ def main(argv=None) -> int:
         error = statistics.stdev(differences) / math.sqrt(len(rows))
         print(f"  per_evaluation - per_batch: {statistics.mean(differences):+.2f} (standard error {error:.2f}, "
               f"paired over the same weights)")
-    if args.check_eval_only:
+    if args.check_eval_only and not args.per_batch_size:
         print(f"  eval-only per_batch == end of training on every seed: "
               f"{all(r['per_batch'] == r['trained'] for r in rows)}")
     return 0
