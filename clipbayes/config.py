@@ -17,6 +17,7 @@ from yacs.config import CfgNode as CN
 from clipbayes import registry
 from clipbayes.datasets.templates import check_template
 from clipbayes.modeling.precision import PRECISIONS
+from clipbayes.modeling.prompt_clip import MC_DRAWS
 from clipbayes.modeling.text import CLASS_TOKEN_POSITIONS
 
 
@@ -108,6 +109,14 @@ def template_keys() -> dict[str, Key]:
     }
 
 
+# Keys this plugin adds to Dassl's TEST node (every method reads them).
+TEST_KEYS = {
+    "MC_DRAWS": Key("per_batch", "Monte Carlo prompt draws of an image-independent posterior at prediction: per "
+                                 "test batch (official), or once per evaluation, shared by every test image "
+                                 "(docs/mc_draws.md)", choices=MC_DRAWS),
+}
+
+
 # --- building and checking the config ------------------------------------------------------------------------------
 def default_node(keys: dict) -> CN:
     """A yacs node holding the defaults of a key table."""
@@ -128,6 +137,9 @@ def extend_cfg(cfg: CN) -> CN:
         cfg.MODEL.CLIP.TEXT_CHUNK_SIZE = 0  # max prompts per text-encoder pass (0 = all at once)
         cfg.MODEL.CLIP.TEXT_CHECKPOINTING = False  # recompute text activations in backward (saves memory)
         cfg.MODEL.CLIP.IMAGE_FEATURE_CACHE = ""  # folder caching test-set image features ("" = off)
+    for name, key in TEST_KEYS.items():
+        if name not in cfg.TEST:
+            cfg.TEST[name] = key.default
     for method in registry.list_methods():
         if method.node not in cfg.TRAINER:
             cfg.TRAINER[method.node] = default_node(method.keys)
@@ -136,6 +148,8 @@ def extend_cfg(cfg: CN) -> CN:
 
 def check_cfg(cfg: CN) -> None:
     """Validate every declared method key and each method's cross-key check; raise ConfigError on the first fault."""
+    for name, key in TEST_KEYS.items():
+        key.validate(f"TEST.{name}", cfg.TEST[name])
     for method in registry.list_methods():
         node = cfg.TRAINER[method.node]
         for name, key in method.keys.items():

@@ -462,3 +462,56 @@ def test_run_all_covers_every_table(tmp_path):
     assert box.calls()[-1] == "-m clipbayes.results output"
     assert box.run("run_all.sh")[0] == 0  # everything finished: nothing runs again
     assert sum(call.startswith("train.py") for call in box.calls()) == len(expected)
+
+
+# --- posterior draws once per evaluation (TEST.MC_DRAWS) -----------------------------------------------------------
+def test_per_evaluation_draws_are_encoded_once_and_shared_by_every_image(golden_clip, golden_inputs, monkeypatch):
+    images, n_classes = golden_inputs["images"], len(golden_inputs["classnames"])
+    model = build(golden_clip, golden_inputs["classnames"])
+    perturb(model)
+    sequences = count_text_sequences(model, monkeypatch)
+    with torch.no_grad():
+        torch.manual_seed(11)
+        eps = torch.randn(1, L, model.learner.mu.shape[-1])  # what the first draw takes from the seeded RNG
+        shared = model.predict(images, noise=eps)
+        sequences.clear()
+        torch.manual_seed(11)
+        with model.evaluation_cache("per_evaluation"):
+            first, rest = model.predict(images[:1]), model.predict(images[1:])
+        assert sequences == [L * n_classes]  # the L x C prompts once for the whole evaluation
+        torch.manual_seed(11)
+        with model.evaluation_cache("per_batch"):
+            batch_first, batch_rest = model.predict(images[:1]), model.predict(images[1:])
+    assert_close(torch.cat([first, rest]), shared)  # every image uses the same L draws, whatever its batch
+    assert_close(batch_first, first)  # the first batch takes the same draws in both modes
+    assert not torch.allclose(batch_rest, rest)  # per_batch draws afresh for the next batch
+
+
+def test_per_evaluation_leaves_image_conditioned_and_mean_prediction_alone(golden_clip, golden_inputs,
+                                                                             monkeypatch):
+    images, n_classes = golden_inputs["images"], len(golden_inputs["classnames"])
+    conditional = build(golden_clip, golden_inputs["classnames"], POSTERIOR="conditional")
+    sequences = count_text_sequences(conditional, monkeypatch)
+    with torch.no_grad(), conditional.evaluation_cache("per_evaluation"):
+        torch.manual_seed(3)
+        per_evaluation = conditional.predict(images)
+        conditional.predict(images[:2])
+    with torch.no_grad(), conditional.evaluation_cache("per_batch"):
+        torch.manual_seed(3)
+        per_batch = conditional.predict(images)
+    assert sequences[:2] == [images.shape[0] * L * n_classes, 2 * L * n_classes]  # q(r | x): draws per image
+    assert torch.equal(per_evaluation, per_batch)
+    mean = build(golden_clip, golden_inputs["classnames"], PREDICTION="mean")
+    with torch.no_grad():
+        with mean.evaluation_cache("per_evaluation"):
+            a = mean.predict(images)
+        with mean.evaluation_cache("per_batch"):
+            b = mean.predict(images)
+    assert torch.equal(a, b)
+
+
+def test_unknown_mc_draws_mode_is_refused(golden_clip, golden_inputs):
+    model = build(golden_clip, golden_inputs["classnames"])
+    with pytest.raises(ValueError, match="TEST.MC_DRAWS must be one of"):
+        with model.evaluation_cache("per_image"):
+            pass

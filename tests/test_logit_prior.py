@@ -102,3 +102,20 @@ def test_any_registered_learner_is_a_base():
     from clipbayes.trainers.logit_prior import base_learners
     assert {"CoOp", "CoCoOp", "BayesianPrompt"} <= set(base_learners())
     assert "ZeroshotCLIP" not in base_learners() and "LogitPrior" not in base_learners()
+
+
+def test_draws_once_per_evaluation_reach_the_base(golden_clip, golden_inputs):
+    cfg = _cfg("BayesianPrompt")
+    model = _model(cfg, golden_clip, golden_inputs["classnames"])
+    calls = []
+    original = model.base.text_encoder.forward
+    model.base.text_encoder.forward = lambda *a, **k: calls.append(a[0].shape[0]) or original(*a, **k)
+    n_samples, n_classes = cfg.TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TEST, len(golden_inputs["classnames"])
+    with torch.no_grad():
+        for mode, expected in (("per_evaluation", [n_samples * n_classes]),
+                               ("per_batch", [n_samples * n_classes] * 2)):
+            calls.clear()
+            with model.evaluation_cache(mode):
+                model.predict(golden_inputs["images"][:1])
+                model.predict(golden_inputs["images"][1:])
+            assert calls == expected, mode

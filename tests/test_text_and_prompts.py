@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context
-from clipbayes.modeling.text import ClassPrompts, TextEncoder, count_tokens, eot_positions, tokenize
+from clipbayes.modeling.text import (ClassPrompts, LengthBuckets, TextEncoder, bucket_lengths, count_tokens,
+                                     eot_positions, tokenize)
 
 CLASSNAMES = ["abyssinian", "american_bulldog", "Boeing 737-800", "2012 BMW M3 coupe", "banded"]
 
@@ -103,3 +104,80 @@ def test_random_context_init_shapes_and_scale(golden_clip):
 def test_unknown_class_token_position_is_rejected(golden_clip):
     with pytest.raises(ValueError, match="CLASS_TOKEN_POSITION"):
         ClassPrompts(TextEncoder(golden_clip), CLASSNAMES, 4, position="left")
+
+
+# --- length buckets ----------------------------------------------------------------------------------------------
+LONG_NAMES = CLASSNAMES + ["cat", "dog", "a very long and winding class name with many words in it", "ox", "eel"]
+
+
+def assert_float32_equal(actual, expected):
+    """Equal up to float32 rounding: 1e-6 of the tensor's largest entry (another pass shape sums in another order)."""
+    scale = max(1.0, float(expected.detach().abs().max()))
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_bucket_lengths_minimise_padding():
+    lengths = [7] * 2 + [8] * 50 + [12] * 10 + [30]  # sorted
+    assert bucket_lengths(lengths, max_buckets=1) == [30]
+    assert bucket_lengths(lengths, max_buckets=4, tolerance=0.0) == [7, 8, 12, 30]  # exact: one per length
+    tops = bucket_lengths(lengths)  # padding the two 7s to 8 costs 2 tokens of 564: within 5%
+    assert tops == [8, 12, 30]
+    # two buckets: the best split of the sorted lengths, found by trying every split
+    padded = {cut: cut * lengths[cut - 1] + (len(lengths) - cut) * 30 for cut in range(1, len(lengths))}
+    best_cut = min(padded, key=padded.get)
+    assert bucket_lengths(lengths, max_buckets=2, tolerance=0.0) == [lengths[best_cut - 1], 30]
+
+
+def test_length_buckets_partition_the_set():
+    eot = torch.tensor([5, 9, 5, 20, 6, 9, 5, 13])
+    buckets = LengthBuckets(eot, max_buckets=3, tolerance=0.0)
+    seen = []
+    for index, length in buckets:
+        assert (eot[index] + 1 <= length).all()
+        seen += index.tolist()
+    assert sorted(seen) == list(range(len(eot)))
+    torch.testing.assert_close(buckets.order[buckets.inverse], torch.arange(len(eot)))
+    assert buckets.needed_tokens == int((eot + 1).sum()) and buckets.longest_tokens == 8 * 21
+    assert buckets.needed_tokens <= buckets.padded_tokens < buckets.longest_tokens
+    assert LengthBuckets(eot, max_buckets=1).lengths == [21]
+
+
+@pytest.mark.parametrize("chunk_size, checkpointing", [(0, False), (3, True)])
+def test_bucketed_encoder_equals_one_length_pass(golden_clip, chunk_size, checkpointing):
+    """Features and gradients of S copies of a class set, bucketed vs padded to the longest, to 1e-6 in fp32."""
+    encoder = TextEncoder(golden_clip, chunk_size=chunk_size, checkpointing=checkpointing)
+    tokens = tokenize([f"a photo of a {n}." for n in LONG_NAMES])
+    eot = eot_positions(tokens)
+    buckets, single = LengthBuckets(eot), LengthBuckets(eot, max_buckets=1)
+    assert len(buckets.lengths) >= 3 and buckets.padded_tokens < single.padded_tokens
+    copies = 3
+    embeddings = (encoder.embed(tokens).repeat(copies, 1, 1) + 0.01 * torch.randn(copies * len(LONG_NAMES), 77, 64,
+                  generator=torch.Generator().manual_seed(0))).requires_grad_(True)
+    weights = torch.randn(copies * len(LONG_NAMES), golden_clip.text_projection.shape[1])
+
+    bucketed = encoder(embeddings, buckets)
+    (grad_bucketed,) = torch.autograd.grad((bucketed * weights).sum(), embeddings)
+    reference = encoder(embeddings, single)
+    (grad_reference,) = torch.autograd.grad((reference * weights).sum(), embeddings)
+    assert_float32_equal(bucketed, reference)
+    assert_float32_equal(grad_bucketed, grad_reference)
+    # the plain (N,) EOT positions give the same result, and each row is its own prompt's feature
+    assert_float32_equal(encoder(embeddings, eot.repeat(copies)), reference)
+    one = encoder(embeddings[len(LONG_NAMES) + 7:len(LONG_NAMES) + 8], eot[7:8])
+    assert_float32_equal(one[0], reference[len(LONG_NAMES) + 7])
+
+
+def test_bucketed_prompts_equal_full_length_clip(golden_clip):
+    model = PromptCLIP(golden_clip, LONG_NAMES, n_ctx=4, ctx_init="a photo of a")
+    assert len(model.prompts.buckets.lengths) >= 3
+    ctx = initial_context(model.text_encoder, 4, "a photo of a")
+    texts = [f"a photo of a {n.replace('_', ' ')}." for n in LONG_NAMES]
+    expected = F.normalize(golden_clip.encode_text(tokenize(texts)), dim=-1)
+    assert_float32_equal(model.encode_prompts(ctx.expand(2, 1, 4, 64))[1], expected)
+
+
+def test_rows_that_are_not_copies_of_the_set_are_refused(golden_clip):
+    encoder = TextEncoder(golden_clip)
+    buckets = LengthBuckets(torch.tensor([3, 5, 9]))
+    with pytest.raises(ValueError, match="not copies of a set of 3"):
+        encoder(torch.zeros(4, 10, 64), buckets)

@@ -58,13 +58,13 @@ def run_dir(tmp_path, trainer, seed):
     return str(tmp_path / "DemoShapes" / trainer / "tiny_16shots" / f"seed{seed}")
 
 
-def check_feature_cache(env, tmp_path, trainer, seed, model_dir, expected):
+def check_feature_cache(env, tmp_path, trainer, seed, model_dir, expected, extra=()):
     """Evaluation on cached image features gives the same number; the second run reads the cache."""
     cache = str(tmp_path / "features")
     outputs = []
     for run in ("first", "second"):
         outputs.append(train(env, "--trainer", trainer, "--seed", str(seed), "--output-dir", str(tmp_path / run),
-                             "--eval-only", "--model-dir", model_dir, "--load-epoch", "2", *FAST,
+                             "--eval-only", "--model-dir", model_dir, "--load-epoch", "2", *FAST, *extra,
                              "MODEL.CLIP.IMAGE_FEATURE_CACHE", cache).stdout)
         shutil.rmtree(tmp_path / run)
     assert "Image features stored in the cache" in outputs[0]
@@ -102,6 +102,16 @@ def test_train_checkpoint_eval_only_and_results(tmp_path, env, trainer):
     assert rows, table
     mean = sum(accuracies) / len(accuracies)
     assert any(abs(float(row["mean"]) - mean) < 0.01 for row in rows if row.get("mean")), (table, accuracies)
+
+
+def test_posterior_draws_once_per_evaluation_reproduce_with_eval_only_and_cached_features(tmp_path, env):
+    out, draws = run_dir(tmp_path, "BayesianPrompt", 1), ("TEST.MC_DRAWS", "per_evaluation")
+    trained = accuracy(train(env, "--trainer", "BayesianPrompt", "--seed", "1", "--output-dir", out, *FAST,
+                             *draws).stdout)
+    check_feature_cache(env, tmp_path, "BayesianPrompt", 1, out, trained, extra=draws)
+    refused = train(env, "--trainer", "BayesianPrompt", "--output-dir", str(tmp_path / "bad"), *FAST,
+                    "TEST.MC_DRAWS", "per_image", check=False)
+    assert refused.returncode != 0 and "TEST.MC_DRAWS must be one of" in refused.stderr
 
 
 def test_seed_zero_is_a_seed(tmp_path, env):

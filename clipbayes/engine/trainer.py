@@ -184,7 +184,7 @@ class PromptTrainer(TrainerX):
         --eval-only and with cached features, and training is unaffected."""
         scores = []
         with contextlib.ExitStack() as stack:
-            stack.enter_context(self.model.evaluation_cache())
+            stack.enter_context(self.model.evaluation_cache(self.cfg.TEST.MC_DRAWS))
             if self.cfg.SEED >= 0:
                 stack.enter_context(torch.random.fork_rng(
                     devices=[self.device] if self.device.type == "cuda" else []))

@@ -11,7 +11,8 @@ Prediction (depends on an image only through its unit-norm feature, so features 
     ``predict_features(image_features) -> scores (B, C)``:  softmax(scores) is the method's predictive
         distribution: the logits themselves for a (B, C) prediction, log((1/L) sum_l softmax(logits_l)) for
         (L, B, C) samples. ``predict(images)`` = ``predict_features(encode_images(images))``.
-    ``evaluation_cache()``: within it, image-independent class features are computed once.
+    ``evaluation_cache(mc_draws="per_batch")``: within it, image-independent class features are computed once, and
+        with ``mc_draws="per_evaluation"`` (TEST.MC_DRAWS) so are image-independent Monte Carlo prompt draws.
 State
     ``learner``: the only module the trainer optimises and checkpoints (None: nothing to train);
     ``dtype`` of the frozen CLIP; ``num_classes``; ``wants_train_features``: when True the trainer computes the
@@ -74,7 +75,7 @@ class MethodModel(Protocol):
 
     def predict(self, images: Tensor) -> Tensor: ...
 
-    def evaluation_cache(self) -> ContextManager: ...
+    def evaluation_cache(self, mc_draws: str = "per_batch") -> ContextManager: ...
 
     def attach_train_features(self, features: Tensor, labels: Tensor) -> None: ...
 

@@ -22,6 +22,9 @@ from clipbayes.modeling.contract import LossOutput, TrainOutput
 from clipbayes.modeling.text import ClassPrompts, TextEncoder, count_tokens, tokenize
 from clipbayes.objectives import likelihood_loss, predictive_scores
 
+# TEST.MC_DRAWS: when the Monte Carlo prompt draws of an image-independent posterior are made at prediction.
+MC_DRAWS = ("per_batch", "per_evaluation")
+
 
 def initial_context(text_encoder: TextEncoder, n_ctx: int, ctx_init: str = "",
                     n_classes: int | None = None, std: float = 0.02) -> torch.Tensor:
@@ -90,8 +93,8 @@ class PromptCLIP(nn.Module):
         self.prompts = (ClassPrompts(self.text_encoder, classnames, context_length(n_ctx, ctx_init), ctx_init,
                                      position) if (n_ctx or ctx_init) else None)
         self.learner: nn.Module | None = None  # set by the method
-        self._eval_text_features: torch.Tensor | None = None
-        self._caching = False
+        self._evaluation_cache: dict[str, torch.Tensor] | None = None
+        self._mc_draws = "per_batch"
 
     @property
     def dtype(self) -> torch.dtype:
@@ -110,8 +113,7 @@ class PromptCLIP(nn.Module):
         prompts = self.prompts(ctx)
         lead = prompts.shape[:-3]
         flat = prompts.reshape(-1, *prompts.shape[-2:])
-        eot = self.prompts.eot.repeat(flat.shape[0] // self.num_classes)
-        features = self.text_encoder(flat, eot)
+        features = self.text_encoder(flat, self.prompts.buckets)
         return F.normalize(features, dim=-1).reshape(*lead, self.num_classes, -1)
 
     def scale(self) -> torch.Tensor:
@@ -119,20 +121,33 @@ class PromptCLIP(nn.Module):
 
     # --- evaluation cache: image-independent class features are encoded once per evaluation ---------------------
     @contextlib.contextmanager
-    def evaluation_cache(self):
-        """Within this block, ``cached_text_features(fn)`` calls ``fn`` once and reuses its result."""
-        self._caching, self._eval_text_features = True, None
+    def evaluation_cache(self, mc_draws: str = "per_batch"):
+        """Within this block ``cached_text_features(fn)`` calls ``fn`` once and reuses its result, and so does
+        ``shared_draws(fn)`` when ``mc_draws`` (TEST.MC_DRAWS) is ``per_evaluation``."""
+        if mc_draws not in MC_DRAWS:
+            raise ValueError(f"TEST.MC_DRAWS must be one of {MC_DRAWS}, got '{mc_draws}'")
+        self._evaluation_cache, self._mc_draws = {}, mc_draws
         try:
             yield
         finally:
-            self._caching, self._eval_text_features = False, None
+            self._evaluation_cache, self._mc_draws = None, "per_batch"
+
+    def _cached(self, name: str, compute) -> torch.Tensor:
+        if self._evaluation_cache is None:
+            return compute()
+        if name not in self._evaluation_cache:
+            self._evaluation_cache[name] = compute()
+        return self._evaluation_cache[name]
 
     def cached_text_features(self, compute) -> torch.Tensor:
-        if not self._caching:
-            return compute()
-        if self._eval_text_features is None:
-            self._eval_text_features = compute()
-        return self._eval_text_features
+        """Class features that do not depend on the image or on random draws: encoded once per evaluation."""
+        return self._cached("class_features", compute)
+
+    def shared_draws(self, compute) -> torch.Tensor:
+        """Text features of Monte Carlo prompt draws that do not depend on the image, ``compute()`` (e.g. (1, L, C,
+        E)): drawn and encoded once per evaluation and shared by every test image when TEST.MC_DRAWS is
+        ``per_evaluation``; on every call (per test batch) when it is ``per_batch`` or outside an evaluation."""
+        return self._cached("draws", compute) if self._mc_draws == "per_evaluation" else compute()
 
     # --- the method contract ------------------------------------------------------------------------------------
     def train_logits(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> TrainOutput:

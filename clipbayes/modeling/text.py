@@ -4,11 +4,14 @@ Prompt of class c with M context slots, CoOp's layout (class token at the end):
 
     [SOS] [v_1 ... v_M] [name_c tokens] [.] [EOT] [pad ...]
 
-CLIP's text attention is causal and the feature is read at the EOT token, so tokens after the last EOT of a batch
-never influence any feature: every sequence is cut to T = max(EOT index) + 1 tokens, which gives identical
-features for a fraction of the compute.
+CLIP's text attention is causal and the feature is read at the EOT token, so the tokens after a sequence's EOT never
+influence its feature: a sequence needs only its first EOT index + 1 tokens. The encoder groups the sequences by
+that length into a few buckets (:class:`LengthBuckets`) and pads each bucket only to its own longest member, which
+gives identical features for a fraction of the 77-token compute.
 """
 from __future__ import annotations
+
+from collections import Counter
 
 import torch
 import torch.nn as nn
@@ -35,13 +38,83 @@ def eot_positions(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.argmax(dim=-1)
 
 
+MAX_BUCKETS = 8  # at most this many length buckets per text pass
+BUCKET_TOLERANCE = 0.05  # fewest buckets whose padded tokens are within 5% of the tokens needed
+
+
+def bucket_lengths(lengths: list[int], max_buckets: int = MAX_BUCKETS,
+                   tolerance: float = BUCKET_TOLERANCE) -> list[int]:
+    """Padded lengths l_1 < ... < l_K of the buckets: a sequence of length n goes to the first l_k >= n.
+
+    For each K the partition of the sorted lengths into K contiguous groups that minimises the padded tokens
+    sum_k n_k l_k (n_k sequences padded to the longest of group k) is found by dynamic programming over the
+    distinct lengths; the smallest K (<= ``max_buckets``) within ``tolerance`` of the tokens needed, sum of the
+    lengths, is kept (more buckets mean more, smaller passes).
+    """
+    histogram = Counter(lengths)
+    values = sorted(histogram)
+    counts = [histogram[v] for v in values]
+    needed = sum(lengths)
+    prefix = [0]
+    for c in counts:
+        prefix.append(prefix[-1] + c)
+    # best[j] = (padded tokens, tops) covering values[:j + 1] with the current number of groups
+    best = [(prefix[j + 1] * values[j], [values[j]]) for j in range(len(values))]
+    for _ in range(1, max_buckets):
+        if best[-1][0] <= (1 + tolerance) * needed:
+            break
+        best = [min([best[j]] + [(best[i][0] + (prefix[j + 1] - prefix[i + 1]) * values[j], best[i][1] + [values[j]])
+                                 for i in range(j)]) for j in range(len(values))]
+    return best[-1][1]
+
+
+class LengthBuckets(nn.Module):
+    """The sequences of one set (C EOT positions) grouped by length, computed once per set.
+
+    Iterating gives, per bucket k, the indices of its sequences (a slice of the permutation ``order`` sorting them
+    by bucket) and its padded length ``lengths[k]``; ``inverse`` puts bucket-ordered outputs back in the original
+    order.
+    Token counts for a pass over the set: ``needed_tokens`` (each sequence at its own length),
+    ``padded_tokens`` (bucketed), ``longest_tokens`` (every sequence at the longest length).
+    """
+
+    def __init__(self, eot: torch.Tensor, max_buckets: int = MAX_BUCKETS, tolerance: float = BUCKET_TOLERANCE):
+        super().__init__()
+        lengths = (eot.detach().cpu().long() + 1)
+        tops = bucket_lengths(lengths.tolist(), max_buckets, tolerance)
+        bucket_of = torch.bucketize(lengths, torch.tensor(tops))
+        order = torch.argsort(bucket_of, stable=True)
+        self.lengths = tops
+        self.sizes = torch.bincount(bucket_of, minlength=len(tops)).tolist()
+        self.needed_tokens = int(lengths.sum())
+        self.padded_tokens = sum(n * length for n, length in zip(self.sizes, tops))
+        self.longest_tokens = len(lengths) * tops[-1]
+        self.register_buffer("eot", eot.detach().clone(), persistent=False)
+        self.register_buffer("order", order.to(eot.device), persistent=False)
+        self.register_buffer("inverse", torch.argsort(order).to(eot.device), persistent=False)
+
+    @property
+    def num_sequences(self) -> int:
+        return self.eot.shape[0]
+
+    def __iter__(self):
+        """(index (n_k,), padded length l_k) of each non-empty bucket."""
+        start = 0
+        for size, length in zip(self.sizes, self.lengths):
+            if size:
+                yield self.order[start:start + size], length
+            start += size
+
+
 class TextEncoder(nn.Module):
     """The frozen CLIP text transformer applied to token embeddings.
 
-    forward(embeddings (N, T, D), eot (N,)) -> features (N, E) = ln_final(x)[eot] @ text_projection,
-    with T <= 77 tokens (positional embedding and causal mask cut to T). Sequences are processed in chunks of at
-    most ``chunk_size`` (0: all at once); with ``checkpointing`` the activations of each chunk are recomputed in
-    the backward pass instead of stored.
+    forward(embeddings (N, T, D), eot) -> features (N, E) = ln_final(x)[eot] @ text_projection, where ``eot`` is
+    the (N,) EOT positions, or the :class:`LengthBuckets` of a set of C sequences when the N = S x C rows are S
+    copies of that set (row s * C + c holds sequence c). Each length bucket is one pass over its sequences cut to
+    the bucket's length l <= T (positional embedding and causal mask cut to l): the same features as one pass at
+    length T. Within a bucket sequences are processed in chunks of at most ``chunk_size`` (0: all at once); with
+    ``checkpointing`` the activations of each chunk are recomputed in the backward pass instead of stored.
     """
 
     def __init__(self, clip_model, chunk_size: int = 0, checkpointing: bool = False):
@@ -75,9 +148,7 @@ class TextEncoder(nn.Module):
         rows = torch.arange(x.shape[0], device=x.device).view(-1, *[1] * (eot.dim() - 1))
         return x[rows, eot] @ self.text_projection
 
-    def forward(self, embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
-        length = int(eot.max()) + 1
-        embeddings = embeddings[:, :length]
+    def _encode_chunks(self, embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
         size = self.chunk_size if self.chunk_size > 0 else embeddings.shape[0]
         outputs = []
         for start in range(0, embeddings.shape[0], size):
@@ -88,12 +159,30 @@ class TextEncoder(nn.Module):
                 outputs.append(self._encode(chunk, chunk_eot))
         return torch.cat(outputs)
 
+    def forward(self, embeddings: torch.Tensor, eot: torch.Tensor | LengthBuckets) -> torch.Tensor:
+        buckets = eot if isinstance(eot, LengthBuckets) else LengthBuckets(eot)
+        n_rows, n_seq = embeddings.shape[0], buckets.num_sequences
+        if n_rows % n_seq:
+            raise ValueError(f"{n_rows} text sequences are not copies of a set of {n_seq} (LengthBuckets)")
+        copies = n_rows // n_seq
+        if len(buckets.lengths) == 1:  # one length: no regrouping
+            return self._encode_chunks(embeddings[:, :buckets.lengths[0]], buckets.eot.repeat(copies))
+        sets = embeddings.reshape(copies, n_seq, *embeddings.shape[1:])
+        outputs = []
+        for index, length in buckets:  # a few buckets: (S, n_k, l_k, D) -> (S, n_k, E)
+            group = sets[:, :, :length].index_select(1, index)
+            features = self._encode_chunks(group.reshape(-1, length, group.shape[-1]),
+                                           buckets.eot[index].repeat(copies))
+            outputs.append(features.reshape(copies, index.shape[0], -1))
+        return torch.cat(outputs, dim=1).index_select(1, buckets.inverse).reshape(n_rows, -1)
+
     def encode_with_tokens(self, embeddings: torch.Tensor, eot: torch.Tensor,
                            positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass: features (N, E) at the EOT tokens and token features (N, P, E) at ``positions`` (P,), both
-        after ln_final and text_projection, not normalised (``forward`` reads any (N, P) index the same way)."""
+        after ln_final and text_projection, not normalised (``_encode`` reads any (N, P) index the same way).
+        One length: the embeddings as given (ClassPrompts cuts them at the longest EOT), not bucketed."""
         index = torch.cat([eot.unsqueeze(1), positions.to(eot).expand(eot.shape[0], -1)], dim=1)
-        features = self(embeddings, index)
+        features = self._encode_chunks(embeddings, index)
         return features[:, 0], features[:, 1:]
 
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
@@ -107,7 +196,8 @@ class ClassPrompts(nn.Module):
     """Frozen token embeddings of the class prompts, with M slots for learnable context vectors.
 
     forward(ctx) with ctx of shape (..., K, M, D), K in {1, C} (shared or class-specific context, any leading
-    sample/image dims) -> prompt embeddings (..., C, T, D) with T = max EOT index + 1, and ``self.eot`` (C,).
+    sample/image dims) -> prompt embeddings (..., C, T, D) with T = max EOT index + 1, and ``self.eot`` (C,) with
+    its length buckets ``self.buckets`` (computed once for the class set; pass them to the text encoder).
     Class token position: ``end``  [SOS][ctx][name][.][EOT];  ``front``  [SOS][name][ctx][.][EOT];
     ``middle``  [SOS][ctx[:M//2]][name][ctx[M//2:]][.][EOT]  (CoOp's three layouts).
     """
@@ -127,6 +217,7 @@ class ClassPrompts(nn.Module):
         self.n_ctx = n_ctx
         self.position = position
         self.register_buffer("eot", eot, persistent=False)
+        self.buckets = LengthBuckets(eot)
         self.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)
         self.register_buffer("token_suffix", embedding[:, 1 + n_ctx:].clone(), persistent=False)
         name_lengths = [count_tokens(name) for name in names]

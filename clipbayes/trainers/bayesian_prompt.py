@@ -6,8 +6,9 @@
     r_l      = mu + eps_l * exp(l / 2),   eps_l ~ N(0, I),   l = 1..L
     logits_l[b, c] = exp(logit_scale) * f(x_b) . g(t_c(r_l))
     loss     = -(1/B) sum_b log((1/L) sum_l softmax(logits_l[b])[y_b]) + beta * KL(q || N(0, I))
-    predict  = logits_l (L, B, C) of fresh samples (predictive log((1/L) sum_l softmax(logits_l))),
-               or the logits at r = mu
+    predict  = logits_l (L, B, C) of L samples (predictive log((1/L) sum_l softmax(logits_l))), or the
+               logits at r = mu; unconditional r_l drawn per test batch, or once per evaluation and shared
+               by every test image (TEST.MC_DRAWS)
 
 The KL is averaged over the D dimensions, then over the batch (conditional); ``train_logits`` hands the L logits
 and beta * KL to the shared likelihood loss. Prompts are encoded in one text pass: L x C sequences per step
@@ -126,10 +127,14 @@ class BayesianPromptModel(PromptCLIP):
         return TrainOutput(self.mc_logits(image_features, text), image_features, {"kl": self.kl_weight * kl})
 
     def predict_logits(self, image_features, noise=None):
-        """Logits (L, B, C) of fresh residual draws, or (1, B, C) at the posterior mean."""
+        """Logits (L, B, C) of residual draws, or (1, B, C) at the posterior mean. Unconditional draws (without
+        ``noise``) are made per test batch or once per evaluation (``shared_draws``, TEST.MC_DRAWS)."""
         if self.prediction == "mean":
             return self.mc_logits(image_features, self.mean_text(image_features))
-        text, _, _ = self.sampled_text(image_features, self.n_samples_test, noise)
+        if noise is None and not self.learner.image_conditioned:
+            text = self.shared_draws(lambda: self.sampled_text(image_features, self.n_samples_test)[0])
+        else:
+            text, _, _ = self.sampled_text(image_features, self.n_samples_test, noise)
         return self.mc_logits(image_features, text)
 
 
