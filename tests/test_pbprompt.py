@@ -292,7 +292,7 @@ def test_mc_prediction_is_reproducible_and_the_log_mean_of_its_samples(golden_cl
     assert_close(mixture.softmax(-1), per_sample.softmax(-1).mean(0))
 
 
-@pytest.mark.parametrize("prediction", ["mean", "mc_once"])
+@pytest.mark.parametrize("prediction", ["mean", "mc"])
 def test_cached_predictions_encode_the_prompts_once_per_evaluation(golden_clip, golden_inputs, prediction,
                                                                    monkeypatch):
     images, n_classes = golden_inputs["images"], len(golden_inputs["classnames"])
@@ -301,7 +301,7 @@ def test_cached_predictions_encode_the_prompts_once_per_evaluation(golden_clip, 
     sequences = []
     forward = model.text_encoder.forward
     monkeypatch.setattr(model.text_encoder, "forward", lambda x, eot: sequences.append(x.shape[0]) or forward(x, eot))
-    with torch.no_grad(), model.evaluation_cache():
+    with torch.no_grad(), model.evaluation_cache(mc_draws="per_evaluation"):
         whole, part = model.predict(images), model.predict(images[1:])
     assert sequences == [(1 if prediction == "mean" else L) * n_classes]
     assert_close(part, whole[1:])

@@ -58,8 +58,8 @@ KEYS = {
     "SINKHORN_ITERS": Key(100, "Sinkhorn iterations", check=at_least(1)),
     "TRANSPORT_CLASS_CHUNK": Key(100, "classes per transport chunk, recomputed in backward (0: all at once)",
                                  check=at_least(0)),
-    "PREDICTION": Key("mc", "mc: fresh samples per test batch | mc_once: L samples per evaluation | "
-                            "mean: r_c = mu(e_c)", choices=("mc", "mc_once", "mean")),
+    "PREDICTION": Key("mc", "mc: MC average over L samples (drawn per test batch or once per evaluation: "
+                            "TEST.MC_DRAWS) | mean: r_c = mu(e_c)", choices=("mc", "mean")),
 }
 
 
@@ -184,12 +184,13 @@ class PBPromptModel(PromptCLIP):
         return self.encode_prompt_tokens(self.learner.generator(mu.unsqueeze(0)), with_tokens=False)[0]
 
     def predict_logits(self, image_features, noise=None) -> torch.Tensor:
-        """(L, B, C) logits of L fresh draws (``mc``), of L draws shared by the evaluation (``mc_once``), or (1, B, C)
-        at the posterior mean (``mean``, encoded once per evaluation)."""
+        """(L, B, C) logits of L draws (``mc``: per test batch, or once per evaluation with TEST.MC_DRAWS
+        per_evaluation, ``shared_draws``), or (1, B, C) at the posterior mean (``mean``, encoded once per
+        evaluation)."""
         if self.prediction == "mean":
             text = self.cached_text_features(self.mean_text)
-        elif self.prediction == "mc_once":
-            text = self.cached_text_features(lambda: self.sampled_text(self.n_samples_test)[0])
+        elif noise is None:
+            text = self.shared_draws(lambda: self.sampled_text(self.n_samples_test)[0])
         else:
             text = self.sampled_text(self.n_samples_test, noise)[0]
         return self.mc_logits(image_features, text)
