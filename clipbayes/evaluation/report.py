@@ -44,6 +44,7 @@ class Predictions:
     log_probs: Tensor
     labels: Tensor
     mutual_information: Optional[Tensor] = None
+    mc_samples: int = 1  # L of the Monte Carlo predictive (1: a deterministic prediction)
 
     def metrics(self, temperature: float = 1.0) -> Dict[str, float]:
         log_probs = M.log_predictive(scale(self.log_probs, temperature))
@@ -60,6 +61,7 @@ class PredictionCollector:
         self._log_probs: List[Tensor] = []
         self._labels: List[Tensor] = []
         self._mi: List[Tensor] = []
+        self._mc_samples = 1
 
     def add(self, scores: Tensor, labels: Tensor, mc_logits: Optional[Tensor] = None) -> None:
         """scores (B, C): softmax(scores) is the predictive; mc_logits (L, B, C): the samples behind them."""
@@ -68,10 +70,11 @@ class PredictionCollector:
         self._labels.append(labels.cpu())
         if mc_logits is not None:
             self._mi.append(M.mutual_information(mc_logits, log_probs).float().cpu())
+            self._mc_samples = mc_logits.shape[0]
 
     def gather(self) -> Predictions:
         return Predictions(torch.cat(self._log_probs), torch.cat(self._labels),
-                           torch.cat(self._mi) if self._mi else None)
+                           torch.cat(self._mi) if self._mi else None, self._mc_samples)
 
 
 @dataclass
@@ -131,6 +134,7 @@ def make_record(predictions: Predictions, split: str, info: dict, temperature: O
     with a temperature, temperature-scaled), the temperature and where it came from."""
     record = {"time": datetime.datetime.now().isoformat(timespec="seconds"), "split": split, **info,
               "num_images": int(len(predictions.labels)), "num_classes": int(predictions.log_probs.shape[-1]),
+              "mc_samples": predictions.mc_samples,
               "metrics": predictions.metrics(), "curves": predictions.curves(),
               "temperature": None, "temperature_scaled": None, "temperature_note": temperature_note}
     if temperature is not None:
