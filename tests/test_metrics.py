@@ -200,7 +200,7 @@ def test_record_json_block_and_predictions_round_trip(tmp_path, capsys):
     predictions = _collected(scores, labels, mc)
     held_out = _collected(2.0 * logits, labels)
     temperature = R.Temperature.fit(held_out, "the val split")
-    assert temperature.fitted_on == "the val split (300 images)"
+    assert temperature.fitted_on == "the val split, 300 images"
     record = R.make_record(predictions, "test", {"trainer": "BayesianPrompt", "epoch": 2}, temperature)
     assert record["metrics"] == M.compute_metrics(M.log_predictive(scores.float()), labels,
                                                   record_mi := predictions.mutual_information)
@@ -227,7 +227,7 @@ def test_record_json_block_and_predictions_round_trip(tmp_path, capsys):
     assert "=> calibration and selective prediction (test split, 300 images)" in printed
     ece = re.search(r"\* ece: ([\.\deE+-]+)%", printed)  # CoOp's parse_test_res.py rule reads the raw value
     assert float(ece.group(1)) == pytest.approx(record["metrics"]["ece"], abs=0.005)
-    assert "(temperature-scaled: " in printed and "fitted on the val split (300 images)" in printed
+    assert "(temperature-scaled: " in printed and "fitted on the val split, 300 images" in printed
     assert "* accuracy:" not in printed and "=> result" not in printed
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     json.dumps(records)  # plain JSON data

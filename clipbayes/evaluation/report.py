@@ -87,7 +87,7 @@ class Temperature:
     @classmethod
     def fit(cls, held_out: Predictions, source: str) -> "Temperature":
         return cls(fit_temperature(held_out.log_probs, held_out.labels),
-                   f"{source} ({len(held_out.labels):,} images)")
+                   f"{source}, {len(held_out.labels):,} images")
 
 
 def artifact_path(log_file: str, stem: str, extension: str) -> str:

@@ -34,6 +34,7 @@ from clipbayes.results.tables import method_labels, published_for
 
 _L_FOLDER_RE = re.compile(r"(?:^|/)L(\d+)$")
 _ROLE_TITLES = {"base": "base classes", "new": "new classes", "": ""}
+_TABLE6_L = (1, 2, 5, 10, 20, 40, 80)  # the L of BayesianPrompt's Table 6
 
 
 def _save(figure: Figure, folder: str, name: str) -> List[str]:
@@ -57,9 +58,10 @@ def _safe(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_.-]+", "-", name)
 
 
-def pooled_bins(records: Sequence[dict], key: str = "curves") -> Dict[str, list]:
-    """Reliability bins of several evaluations merged: counts add, mean confidence and accuracy are weighted."""
-    bins = [r[key]["reliability"] for r in records]
+def pooled_bins(records: Sequence[dict], scaled: bool = False) -> Dict[str, list]:
+    """Reliability bins of several evaluations (after temperature scaling with ``scaled``) merged: counts add,
+    mean confidence and accuracy are count-weighted."""
+    bins = [(r["temperature_scaled"] if scaled else r)["curves"]["reliability"] for r in records]
     n_bins = len(bins[0]["count"])
     count = [sum(b["count"][k] for b in bins) for k in range(n_bins)]
     merged = {"count": count, "confidence": [], "accuracy": []}
@@ -91,7 +93,7 @@ def _reliability_panel(axis, bins: Dict[str, list], title: str) -> None:
     axis.plot([0, 1], [0, 1], "--", color="#555555", linewidth=1)
     total = sum(bins["count"])
     axis.bar(centres, [0.25 * c / max(bins["count"]) for c in bins["count"]], width=width * 0.5,
-             color="#7f7f7f", alpha=0.6, label=f"images (max {max(bins['count']) / total:.0%})")
+             color="#7f7f7f", alpha=0.6, label=f"share of images (tallest {max(bins['count']) / total:.0%})")
     axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
     axis.title.set_fontsize(9)
 
@@ -107,7 +109,7 @@ def reliability_figures(runs: Sequence[Run], folder: str) -> List[str]:
         datasets = sorted({r.dataset for r in chosen}, key=dataset_key)
         for dataset in datasets + ["pooled"]:
             subset = [r for r in chosen if dataset == "pooled" or r.dataset == dataset]
-            figure = Figure(figsize=(3.2 * len(roles), 3.0 * len(methods)), layout="constrained")
+            figure = Figure(figsize=(max(4.5, 3.2 * len(roles)), 3.0 * len(methods) + 0.4), layout="constrained")
             axes = figure.subplots(len(methods), len(roles), squeeze=False)
             for i, method in enumerate(methods):
                 for j, role in enumerate(roles):
@@ -120,13 +122,30 @@ def reliability_figures(runs: Sequence[Run], folder: str) -> List[str]:
                     bins = pooled_bins(records)
                     title = f"{labels[method]}, {_ROLE_TITLES[role]}".rstrip(", ") + f"\nECE {bins_ece(bins):.1f}%"
                     if all(r.get("temperature_scaled") for r in records):
-                        title += f" (TS {bins_ece(pooled_bins(records, 'temperature_scaled')):.1f}%)"
+                        title += f" (TS {bins_ece(pooled_bins(records, scaled=True)):.1f}%)"
                     _reliability_panel(axis, bins, title + f", {len(records)} runs")
             axes[0][0].legend(loc="upper left", fontsize=7)
             where = "pooled over datasets" if dataset == "pooled" else pub.dataset_display(dataset)
-            figure.suptitle(f"Reliability: {PROTOCOL_TITLES[protocol]}, {where}", fontsize=10)
+            figure.suptitle(f"Reliability, {where}\n{PROTOCOL_TITLES[protocol]}", fontsize=10)
             written += _save(figure, folder, f"reliability_{protocol}_{_safe(dataset)}")
     return written
+
+
+def _bar_series(summary, method, quantity, rows, position):
+    """Bar positions, heights and std error bars of one method, and the positions and values of published numbers."""
+    bars, published = [], []
+    for x, dataset in enumerate(rows):
+        if dataset == "average":
+            value, error = summary.averages[method].values.get(quantity), 0.0
+        else:
+            stat = summary.stat(method, dataset, quantity)
+            value, error = summary.value(method, dataset, quantity), stat.spread() if stat is not None else 0.0
+        if value is not None:
+            bars.append((x + position, value, error))
+        record = published_for(summary, method, dataset, quantity)
+        if record is not None:
+            published.append((x + position, record.value))
+    return bars, published
 
 
 def accuracy_figures(runs: Sequence[Run], folder: str) -> List[str]:
@@ -135,44 +154,41 @@ def accuracy_figures(runs: Sequence[Run], folder: str) -> List[str]:
         methods, labels = summary.methods, method_labels(summary.methods)
         rows = summary.datasets + ["average"]
         quantities = summary.columns
-        figure = Figure(figsize=(max(6.0, 0.9 * len(rows) * max(1, len(methods)) * 0.45 + 2), 2.8 * len(quantities)),
+        figure = Figure(figsize=(max(6.0, 0.35 * len(rows) * len(methods) + 2.5), 2.6 * len(quantities) + 0.6),
                         layout="constrained")
         axes = figure.subplots(len(quantities), 1, squeeze=False)[:, 0]
         width = 0.8 / len(methods)
+        any_published_average = False
         for axis, quantity in zip(axes, quantities):
             published_label = "published"
             for k, (method, colour) in enumerate(zip(methods, _colours(len(methods)))):
-                xs, heights, errors, pub_x, pub_y = [], [], [], [], []
-                for x, dataset in enumerate(rows):
-                    position = x - 0.4 + (k + 0.5) * width
-                    if dataset == "average":
-                        value = summary.averages[method].values.get(quantity)
-                        error = 0.0
-                    else:
-                        value = summary.value(method, dataset, quantity)
-                        stat = summary.stat(method, dataset, quantity)
-                        error = stat.spread() if stat is not None else 0.0
-                    if value is not None:
-                        xs.append(position), heights.append(value), errors.append(error)
-                    record = published_for(summary, method, dataset, quantity)
-                    if record is not None:
-                        pub_x.append(position), pub_y.append(record.value)
-                axis.bar(xs, heights, width=width * 0.95, yerr=errors, color=colour, label=labels[method],
-                         capsize=2, error_kw={"linewidth": 0.8})
-                if pub_x:
-                    axis.scatter(pub_x, pub_y, marker="D", s=18, color="black", zorder=3, label=published_label)
+                bars, published = _bar_series(summary, method, quantity, rows, -0.4 + (k + 0.5) * width)
+                if bars:
+                    xs, heights, errors = zip(*bars)
+                    axis.bar(xs, heights, width=width * 0.95, yerr=[e or math.nan for e in errors], color=colour,
+                             label=labels[method], capsize=2, error_kw={"linewidth": 0.8})
+                if published:
+                    axis.scatter(*zip(*published), marker="D", s=18, color="black", zorder=3, label=published_label)
                     published_label = None  # one legend entry
+                    any_published_average |= any(x > len(rows) - 1.5 for x, _ in published)
             axis.set_xticks(range(len(rows)))
             axis.set_xticklabels([pub.dataset_display(d) if d != "average" else "Average" for d in rows],
                                  rotation=30, ha="right", fontsize=8)
-            axis.set_ylabel({"hm": "HM", "base": "base accuracy (%)", "new": "new accuracy (%)"}.get(
+            axis.set_ylabel({"hm": "HM (%)", "base": "base accuracy (%)", "new": "new accuracy (%)"}.get(
                 quantity, "accuracy (%)"))
             axis.set_ylim(0, 100)
             axis.grid(axis="y", alpha=0.3)
         handles, names = axes[0].get_legend_handles_labels()
-        unique = dict(zip(names, handles))
-        axes[0].legend(unique.values(), unique.keys(), fontsize=7, ncol=min(4, len(unique)), loc="lower left")
-        figure.suptitle(f"{PROTOCOL_TITLES[protocol]}: accuracy, mean ± std over seeds", fontsize=10)
+        for axis in axes[1:]:
+            for handle, name in zip(*axis.get_legend_handles_labels()):
+                if name not in names:
+                    handles.append(handle), names.append(name)
+        figure.legend(handles, names, loc="outside lower center", ncol=min(5, len(names)), fontsize=8)
+        title = f"{PROTOCOL_TITLES[protocol]}: accuracy, mean ± std over seeds"
+        covers = pub.PUBLISHED_AVERAGE_COVERS.get(protocol)
+        if any_published_average and covers:
+            title += f"\n(published averages cover {covers} datasets; ours cover those shown)"
+        figure.suptitle(title, fontsize=10)
         written += _save(figure, folder, f"accuracy_{protocol}")
     return written
 
@@ -193,7 +209,7 @@ def risk_coverage_figures(runs: Sequence[Run], folder: str) -> List[str]:
         labels, roles = method_labels(methods), _roles(chosen)
         for dataset in sorted({r.dataset for r in chosen}, key=dataset_key) + ["pooled"]:
             subset = [r for r in chosen if dataset == "pooled" or r.dataset == dataset]
-            figure = Figure(figsize=(4.2 * len(roles), 3.4), layout="constrained")
+            figure = Figure(figsize=(max(5.0, 4.2 * len(roles)), 3.6), layout="constrained")
             axes = figure.subplots(1, len(roles), squeeze=False)[0]
             for axis, role in zip(axes, roles):
                 for method, colour in zip(methods, _colours(len(methods))):
@@ -204,11 +220,11 @@ def risk_coverage_figures(runs: Sequence[Run], folder: str) -> List[str]:
                     aurc = sum(r["metrics"]["aurc"] for r in records) / len(records)
                     axis.plot(coverage, risk, color=colour, label=f"{labels[method]} (AURC {aurc:.1f})")
                 axis.set(xlim=(0, 1), ylim=(0, None), xlabel="coverage", ylabel="selective risk (%)",
-                         title=_ROLE_TITLES[role] or PROTOCOL_TITLES[protocol])
+                         title=_ROLE_TITLES[role])
                 axis.grid(alpha=0.3)
-                axis.legend(fontsize=7, loc="upper left")
+                axis.legend(fontsize=7, loc="lower right")
             where = "pooled over datasets" if dataset == "pooled" else pub.dataset_display(dataset)
-            figure.suptitle(f"Risk-coverage: {PROTOCOL_TITLES[protocol]}, {where}", fontsize=10)
+            figure.suptitle(f"Risk-coverage, {where}\n{PROTOCOL_TITLES[protocol]}", fontsize=10)
             written += _save(figure, folder, f"risk_coverage_{protocol}_{_safe(dataset)}")
     return written
 
@@ -222,7 +238,8 @@ def mc_sweeps(runs: Sequence[Run]) -> Dict[Tuple[str, str, str, str, str], Dict[
         accuracy = run_value(run, "accuracy")
         if match is None or run.record is None or accuracy is None:
             continue
-        key = (run.protocol, run.trainer, run.config[:match.start()], run.dataset, run.role)
+        classes = run.role or run.record.get("classes", "")  # base / new from the layout, else from the run's config
+        key = (run.protocol, run.trainer, run.config[:match.start()], run.dataset, "" if classes == "all" else classes)
         sweeps.setdefault(key, {}).setdefault(int(run.record.get("mc_samples", match.group(1))), []).append(
             accuracy)
     return {key: values for key, values in sweeps.items() if len(values) >= 2}
@@ -241,20 +258,26 @@ def mc_samples_figure(runs: Sequence[Run], folder: str) -> List[str]:
         axis.set_axis_off()
     for axis, dataset in zip(axes, datasets):
         keys = [key for key in sweeps if key[3] == dataset]
+        published_shown = False
         for key, colour in zip(keys, _colours(len(keys))):
             values = sweeps[key]
             ls = sorted(values)
             means = [sum(values[L]) / len(values[L]) for L in ls]
             stds = [math.sqrt(sum((v - m) ** 2 for v in values[L]) / len(values[L])) for L, m in zip(ls, means)]
-            label = f"{key[1]} ({key[4] or key[0]})"
+            label = f"{key[1]}, {_ROLE_TITLES[key[4]]}".rstrip(", ") if len(keys) == 1 else \
+                f"{key[1]} ({key[2]}), {_ROLE_TITLES[key[4]]}".rstrip(", ")
             axis.errorbar(ls, means, yerr=stds, marker="o", color=colour, capsize=2, label=label)
             method = pub.method_for_trainer(key[1])
             published = [(int(rec.variant[2:]), rec.value) for rec in pub.records(method, "base2new", dataset, "new")
                          if rec.variant and re.fullmatch(r"L=\d+", rec.variant)] if method else []
-            if published and key[4] == "new":
+            if published and key[4] == "new" and not published_shown:
                 axis.scatter(*zip(*published), marker="D", s=18, color="black", zorder=3,
                              label="published (BayesianPrompt Table 6)")
+                published_shown = True
         axis.set_xscale("log")
+        ticks = sorted({L for key in keys for L in sweeps[key]} | {x for x in _TABLE6_L if published_shown})
+        axis.set_xticks(ticks, [str(L) for L in ticks])
+        axis.minorticks_off()
         axis.set(xlabel="MC samples L", ylabel="accuracy (%)", title=pub.dataset_display(dataset))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
