@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import support  # noqa: F401  (puts the repository first on sys.path)
 from clipbayes.evaluation import metrics as M
 from clipbayes.evaluation import report as R
 from clipbayes.evaluation.temperature import fit_temperature

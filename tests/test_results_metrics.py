@@ -9,7 +9,6 @@ import os
 import pytest
 import torch
 
-import support  # noqa: F401  (puts the repository first on sys.path)
 from clipbayes.evaluation import report as R
 from clipbayes.results import plots, scan
 from clipbayes.results.runs import evaluation_record
@@ -156,3 +155,26 @@ def test_runs_without_json_are_reported(tmp_path):
     assert code == 0 and "1 runs have no metrics JSON beside their log" in err
     code, out, err = run_cli(tmp_path, "--metrics", "ece")
     assert code == 1 and "none of its 1 selected runs has a complete test result with '* ece:'" in err
+
+
+def test_mc_samples_script_lays_out_the_sweep(tmp_path):
+    from test_configs import Sandbox, option, opts
+
+    box = Sandbox(tmp_path)
+    rc, out = box.run("bayesian_prompt/mc_samples.sh", "dtd", "1", MC_SAMPLES="1 5")
+    assert rc == 1 and "run scripts/bayesian_prompt/base2new_train.sh dtd 1 first" in out
+    rc, out = box.run("bayesian_prompt/base2new_train.sh", "dtd", "1")
+    assert rc == 0, out
+    rc, out = box.run("bayesian_prompt/mc_samples.sh", "dtd", "1", MC_SAMPLES="1 5")
+    assert rc == 0, out
+    runs = box.train_calls()[1:]
+    assert [option(a, "--output-dir") for a in runs] == [
+        f"output/mc_samples/dtd/shots_16/BayesianPrompt/{CFG}/L{L}/seed1" for L in (1, 5)]
+    assert all("--eval-only" in a for a in runs)
+    assert option(runs[0], "--model-dir") == f"output/base2new/train_base/dtd/shots_16/BayesianPrompt/{CFG}/seed1"
+    assert [opts(a)["TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TEST"] for a in runs] == ["1", "5"]
+    assert {opts(a)["DATASET.SUBSAMPLE_CLASSES"] for a in runs} == {"new"}
+    rc, out = box.run("bayesian_prompt/mc_samples.sh", "dtd", "1", MC_SAMPLES="1 5")
+    assert rc == 0 and out.count("Skip this job") == 2 and len(box.train_calls()) == 3
+    rc, out = box.run("bayesian_prompt/mc_samples.sh", "dtd", "1", MC_SAMPLES="1 x")
+    assert rc == 2 and "MC_SAMPLES must be positive integers, got 'x'" in out

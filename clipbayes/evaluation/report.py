@@ -16,8 +16,6 @@ import datetime
 import json
 import math
 import os.path as osp
-import re
-import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -28,9 +26,9 @@ from torch import Tensor
 from clipbayes.evaluation import metrics as M
 from clipbayes.evaluation.temperature import fit_temperature, scale
 from clipbayes.fileio import atomic_write
+from clipbayes.logfiles import artifact_path
 
 FORMAT = "clipbayes-metrics/1"
-_LOG_RE = re.compile(r"^log\.txt(-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})?$")
 # Metrics printed after Dassl's block (accuracy and macro-F1 are in that block already).
 PRINTED = ("nll", "brier", "ece", "ace", "mce", "aurc", "acc@50", "acc@80", "acc@90", "entropy",
            "mutual_information")
@@ -88,20 +86,6 @@ class Temperature:
     def fit(cls, held_out: Predictions, source: str) -> "Temperature":
         return cls(fit_temperature(held_out.log_probs, held_out.labels),
                    f"{source}, {len(held_out.labels):,} images")
-
-
-def artifact_path(log_file: str, stem: str, extension: str) -> str:
-    """``DIR/log.txt`` -> ``DIR/<stem><extension>``; ``DIR/log.txt-TS`` -> ``DIR/<stem>-TS<extension>``."""
-    match = _LOG_RE.match(osp.basename(log_file))
-    suffix = (match.group(1) or "") if match else ""
-    return osp.join(osp.dirname(log_file), f"{stem}{suffix}{extension}")
-
-
-def current_log_file(output_dir: str) -> str:
-    """The file Dassl's logger writes stdout to, or ``OUTPUT_DIR/log.txt`` when stdout is not Dassl's logger."""
-    handle = getattr(sys.stdout, "file", None)
-    name = getattr(handle, "name", None)
-    return name if isinstance(name, str) and _LOG_RE.match(osp.basename(name)) else osp.join(output_dir, "log.txt")
 
 
 def _number(name: str, value: float) -> str:

@@ -13,8 +13,9 @@ row; optionally the calibration tables and the figures. ``docs/results.md`` docu
     plots     reliability diagrams, base/new/HM bars, risk-coverage curves, accuracy vs MC samples
     cli       the command line
 """
+from clipbayes.logfiles import log_files
 from clipbayes.results.cli import build_parser, filter_runs, main
-from clipbayes.results.logs import LogResult, ParsedLog, log_files, parse_log
+from clipbayes.results.logs import LogResult, ParsedLog, parse_log
 from clipbayes.results.runs import PROTOCOL_TITLES, PROTOCOLS, Run, find_run_dirs, read_run, scan
 from clipbayes.results.summary import Average, ProtocolSummary, Stat, harmonic_mean, run_value, summarise
 

@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-_LOG_NAME_RE = re.compile(r"^log\.txt(?:-(\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}))?$")
 # Dassl prints "Finish training"; some forks print "Finished training".
 _FINISH_RE = re.compile(r"^Finish(?:ed)? training\b")
 _SPLIT_RE = re.compile(r"^Evaluate on the \*(\w+)\* set")
@@ -93,14 +92,3 @@ def parse_log(path: str) -> ParsedLog:
     if blocks:
         return ParsedLog(LogResult(blocks[-1][1], path, "eval-only"), None, arguments)
     return ParsedLog(None, f"{name}: no '=> result' block", arguments)
-
-
-def log_files(run_dir: str) -> List[str]:
-    """Dassl log files of a run folder, newest first (``log.txt`` is the first one Dassl writes)."""
-    found = []
-    for name in os.listdir(run_dir):
-        match = _LOG_NAME_RE.match(name)
-        if match and os.path.isfile(os.path.join(run_dir, name)):
-            found.append((match.group(1) or "", name))
-    return [os.path.join(run_dir, name) for _, name in sorted(found, reverse=True)]
-

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 from clipbayes import published as pub
-from clipbayes.evaluation.report import artifact_path, read_metrics_file
-from clipbayes.results.logs import LogResult, log_files, parse_log
+from clipbayes.evaluation.report import read_metrics_file
+from clipbayes.logfiles import artifact_path, log_files
+from clipbayes.results.logs import LogResult, parse_log
 
 _SEED_RE = re.compile(r"^seed(\d+)$")
 _KSHOTS_RE = re.compile(r"_(\d+)shots$")
