@@ -128,6 +128,9 @@ def extend_cfg(cfg: CN) -> CN:
         cfg.MODEL.CLIP.TEXT_CHUNK_SIZE = 0  # max prompts per text-encoder pass (0 = all at once)
         cfg.MODEL.CLIP.TEXT_CHECKPOINTING = False  # recompute text activations in backward (saves memory)
         cfg.MODEL.CLIP.IMAGE_FEATURE_CACHE = ""  # folder caching test-set image features ("" = off)
+    if "SAVE_PREDICTIONS" not in cfg.TEST:  # clipbayes.evaluation.reporter
+        cfg.TEST.SAVE_PREDICTIONS = False  # write the test set's probabilities, labels, image paths (npz)
+        cfg.TEST.TEMPERATURE_SCALING = True  # fit a temperature on held-out data; report scaled metrics too
     for method in registry.list_methods():
         if method.node not in cfg.TRAINER:
             cfg.TRAINER[method.node] = default_node(method.keys)

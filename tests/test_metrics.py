@@ -188,8 +188,8 @@ def _collected(logits, labels, mc=None):
     collector = R.PredictionCollector()
     for start in range(0, len(labels), 64):  # batch by batch, as the trainer adds them
         part = slice(start, start + 64)
-        collector.add(logits[part], labels[part], None if mc is None else mc[:, part])
-    return collector.gather()
+        collector.add(logits[part], None if mc is None else mc[:, part])
+    return collector.gather(labels)
 
 
 def test_record_json_block_and_predictions_round_trip(tmp_path, capsys):
@@ -204,6 +204,7 @@ def test_record_json_block_and_predictions_round_trip(tmp_path, capsys):
     assert record["metrics"] == M.compute_metrics(M.log_predictive(scores.float()), labels,
                                                   record_mi := predictions.mutual_information)
     assert record_mi.shape == (300,) and record["metrics"]["mutual_information"] > 0
+    assert record["mc_samples"] == 4
 
     recorder = R.EvaluationRecorder(str(tmp_path / "log.txt"))
     paths = [f"img/{i}.jpg" for i in range(300)]

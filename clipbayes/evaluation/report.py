@@ -53,26 +53,25 @@ class Predictions:
 
 
 class PredictionCollector:
-    """Accumulates an evaluation batch by batch; ``add`` takes what the method's ``predict_logits`` returns."""
+    """Accumulates an evaluation batch by batch, from what the method's ``predict_logits`` returns."""
 
     def __init__(self):
         self._log_probs: List[Tensor] = []
-        self._labels: List[Tensor] = []
         self._mi: List[Tensor] = []
         self._mc_samples = 1
 
-    def add(self, scores: Tensor, labels: Tensor, mc_logits: Optional[Tensor] = None) -> None:
+    def add(self, scores: Tensor, mc_logits: Optional[Tensor] = None) -> None:
         """scores (B, C): softmax(scores) is the predictive; mc_logits (L, B, C): the samples behind them."""
         log_probs = M.log_predictive(scores)
         self._log_probs.append(log_probs.float().cpu())
-        self._labels.append(labels.cpu())
-        if mc_logits is not None:
+        if mc_logits is not None and mc_logits.shape[0] > 1:
             self._mi.append(M.mutual_information(mc_logits, log_probs).float().cpu())
             self._mc_samples = mc_logits.shape[0]
 
-    def gather(self) -> Predictions:
-        return Predictions(torch.cat(self._log_probs), torch.cat(self._labels),
-                           torch.cat(self._mi) if self._mi else None, self._mc_samples)
+    def gather(self, labels: Tensor) -> Predictions:
+        """The predictions of the batches added, in order, with their labels (N,)."""
+        return Predictions(torch.cat(self._log_probs), labels.cpu(), torch.cat(self._mi) if self._mi else None,
+                           self._mc_samples)
 
 
 @dataclass
