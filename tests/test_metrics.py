@@ -6,11 +6,15 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+import support
 
 from clipbayes.evaluation import metrics as M
 from clipbayes.evaluation import report as R
@@ -222,6 +226,13 @@ def test_record_json_block_and_predictions_round_trip(tmp_path, capsys):
                                    torch.from_numpy(saved["labels"]))
     assert recomputed["accuracy"] == record["metrics"]["accuracy"]
     assert recomputed["ece"] == pytest.approx(record["metrics"]["ece"], abs=0.05)  # fp16 probabilities
+
+    proc = subprocess.run([sys.executable, "-m", "clipbayes.evaluation", str(tmp_path / "predictions.npz")],
+                          capture_output=True, text=True, cwd=support.ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    from_file = json.loads(proc.stdout)
+    assert from_file["metrics"]["accuracy"] == recomputed["accuracy"]
+    assert from_file["temperature"] == pytest.approx(temperature.value)
 
     printed = capsys.readouterr().out
     assert "=> calibration and selective prediction (test split, 300 images)" in printed

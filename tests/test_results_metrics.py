@@ -121,7 +121,7 @@ def test_every_figure_is_written(tree, tmp_path):
     assert code == 0, err
     names = sorted(os.listdir(folder))
     expected = []
-    for protocol, datasets in (("base2new", DATASETS), ("other", ("dtd",))):
+    for protocol, datasets in (("base2new", DATASETS), ("mc_samples", ("dtd",))):
         for dataset in datasets + ("pooled",):
             expected += [f"reliability_{protocol}_{dataset}", f"risk_coverage_{protocol}_{dataset}"]
         expected.append(f"accuracy_{protocol}")
@@ -137,9 +137,10 @@ def test_every_figure_is_written(tree, tmp_path):
 def test_mc_sweep_is_found_and_pooled_bins_give_the_pooled_ece(tree):
     root, records = tree
     runs = scan(str(root))
+    code, out, _ = run_cli(root, "--protocol", "mc_samples", "--format", "markdown")
+    assert markdown_cells(out)[0] == ["Dataset", "BayesianPrompt (L1)", "BayesianPrompt (L5)", "BayesianPrompt (L20)"]
     sweeps = plots.mc_sweeps(runs)
-    assert list(sweeps) == [("other", "BayesianPrompt", f"mc_samples/dtd/shots_16/BayesianPrompt/{CFG}", "dtd",
-                             "new")]
+    assert list(sweeps) == [("mc_samples", "BayesianPrompt", CFG, "dtd", "new")]
     assert sorted(next(iter(sweeps.values()))) == [1, 5, 20]
     one = [records[("CoOp", "dtd", "base", s)] for s in (1, 2)]
     assert plots.bins_ece(plots.pooled_bins(one[:1])) == pytest.approx(one[0]["metrics"]["ece"])

@@ -19,12 +19,15 @@ _SEED_RE = re.compile(r"^seed(\d+)$")
 _KSHOTS_RE = re.compile(r"_(\d+)shots$")
 _SHOTS_DIR_RE = re.compile(r"^shots_(\d+)$")
 
-PROTOCOLS = ("fewshot", "base2new", "xd", "dg", "other")
+_MC_SAMPLES_RE = re.compile(r"^L(\d+)$")
+
+PROTOCOLS = ("fewshot", "base2new", "xd", "dg", "mc_samples", "other")
 PROTOCOL_TITLES = {
     "fewshot": "Few-shot classification",
     "base2new": "Base-to-new generalization",
     "xd": "Cross-dataset transfer",
     "dg": "Domain generalization (ImageNet to its variants)",
+    "mc_samples": "New-class accuracy against the number of Monte Carlo samples L at test time",
     "other": "Other runs (layout not recognised, grouped by folder)",
 }
 
@@ -55,6 +58,10 @@ class Run:
 def _classify(parts: Sequence[str]) -> Optional[dict]:
     """Protocol, dataset, trainer, config (and role) from the folders above ``seedS``, or None if unrecognised."""
     n = len(parts)
+    for i in range(n - 6, -1, -1):  # scripts/bayesian_prompt/mc_samples.sh
+        if parts[i] == "mc_samples" and _SHOTS_DIR_RE.match(parts[i + 2]) and _MC_SAMPLES_RE.match(parts[-1]):
+            return dict(protocol="mc_samples", dataset=parts[i + 1], trainer=parts[i + 3],
+                        config="/".join(parts[i + 4:]))
     for i in range(n - 1, -1, -1):
         if parts[i] in ("train_base", "test_new") and n - i >= 5 and _SHOTS_DIR_RE.match(parts[i + 2]):
             return dict(protocol="base2new", dataset=parts[i + 1], trainer=parts[i + 3],
