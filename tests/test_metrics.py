@@ -241,6 +241,9 @@ def test_record_json_block_and_predictions_round_trip(tmp_path, capsys):
     assert "(temperature-scaled: " in printed and "fitted on the val split, 300 images" in printed
     assert "* accuracy:" not in printed and "=> result" not in printed
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tmp_path / "metrics.json").st_mode & 0o777 == 0o666 & ~umask  # not a temporary file's 0600
     json.dumps(records)  # plain JSON data
 
 

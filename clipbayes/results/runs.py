@@ -1,7 +1,18 @@
-"""Finding the runs of an output tree and what each one is: protocol, dataset, trainer, config, seed, from where
-its ``seed<N>`` folder sits (the layouts of CoOp's scripts; ``docs/results.md``), its test result from the logs
-(:mod:`clipbayes.results.logs`) and, when the run wrote one, the matching evaluation record of its metrics JSON
-(:mod:`clipbayes.evaluation.report`).
+"""Finding the runs of an output tree and what each one is: protocol, dataset, trainer, config, seed from where
+its ``seed<N>`` folder sits, its test result from the logs (:mod:`clipbayes.results.logs`) and, when the run wrote
+one, the matching evaluation record of its metrics JSON (:mod:`clipbayes.evaluation.report`).
+
+Layouts recognised (those of CoOp's scripts, and of scripts/bayesian_prompt/mc_samples.sh):
+
+* few-shot: ``DATASET/TRAINER/CFG_Kshots/nctxN_cscC_ctpP/seedS`` (also ``DATASET/TRAINER/CFG_Kshots/seedS``);
+* base-to-new: ``base2new/{train_base,test_new}/DATASET/shots_K/TRAINER/CFG/seedS``; the base accuracy is the final
+  test of the ``train_base`` run, the new accuracy the (eval-only) test of the ``test_new`` run;
+* cross-dataset and domain generalization: ``evaluation/TRAINER/CFG_Kshots[/nctxN_cscC_ctpP]/DATASET/seedS``; the
+  four ImageNet variants form the domain-generalization table, the other datasets the cross-dataset one;
+* MC samples: ``mc_samples/DATASET/shots_K/TRAINER/CFG/L<L>/seedS``.
+
+Any other ``seed<N>`` folder is still reported, grouped by its parent folder, with trainer and dataset taken from
+the ``** Arguments **`` section of its log when present.
 """
 from __future__ import annotations
 
