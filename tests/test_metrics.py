@@ -252,3 +252,66 @@ def test_bad_shapes_are_explained():
         M.compute_metrics(torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="expected scores"):
         fit_temperature(torch.zeros(3, 2, 2), torch.zeros(3, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Where the temperature comes from (clipbayes.evaluation.reporter)
+
+
+class _Item:
+    def __init__(self, impath):
+        self.impath = impath
+
+
+class _Dataset:
+    def __init__(self, train, val, test):
+        self.train_x, self.val, self.test = ([_Item(p) for p in paths] for paths in (train, val, test))
+        self.classnames = ["a", "b", "c", "d", "e"]
+
+
+def _cfg(output_dir, scaling=True):
+    from yacs.config import CfgNode
+
+    return CfgNode({"OUTPUT_DIR": str(output_dir), "TRAINER": {"NAME": "CoOp"},
+                    "DATASET": {"NAME": "DTD", "SUBSAMPLE_CLASSES": "new"},
+                    "TEST": {"TEMPERATURE_SCALING": scaling, "SAVE_PREDICTIONS": False}})
+
+
+def test_temperature_source_order(tmp_path):
+    from clipbayes.evaluation.reporter import EvaluationReporter
+
+    logits, labels = calibrated_predictor(n=200, classes=5, seed=8)
+    asked = []
+
+    def predict(split, items):
+        asked.append((split, len(items)))
+        return R.Predictions(M.log_predictive(3.0 * logits[:len(items)]), labels[:len(items)])
+
+    test = [f"t{i}" for i in range(50)]
+    cases = [
+        (_Dataset(["a", "b"], ["v1", "v2", "v3"], test), ("val", 3), "the val split, 3 images"),
+        (_Dataset(["a", "b"], test, test), ("train", 2), "the few-shot training set, 2 images"),  # ImageNet
+        (_Dataset(test, [], test), None, None),  # an ImageNet variant: nothing held out
+    ]
+    for dataset, expected_call, fitted_on in cases:
+        asked.clear()
+        temperature, note = EvaluationReporter(_cfg(tmp_path), dataset, predict).temperature()
+        assert asked == ([expected_call] if expected_call else [])
+        if fitted_on is None:
+            assert temperature is None and "no val split or training set without test images" in note
+        else:
+            assert temperature.fitted_on == fitted_on and temperature.value > 1  # 3x over-confident
+    reporter = EvaluationReporter(_cfg(tmp_path, scaling=False), cases[0][0], predict)
+    assert reporter.temperature() == (None, "TEST.TEMPERATURE_SCALING is off")
+
+    # An eval-only run from a model folder takes the temperature its training run recorded, fitting nothing.
+    model_dir = tmp_path / "train_base"
+    trained = EvaluationReporter(_cfg(model_dir), cases[0][0], predict)
+    trained.report("test", predict("test", test), epoch=10)
+    (model_dir / "log.txt").write_text("")  # the training run's log, which the metrics JSON is named after
+    reporter = EvaluationReporter(_cfg(tmp_path / "test_new"), cases[2][0], predict)
+    reporter.loaded_from(str(model_dir))
+    asked.clear()
+    temperature, _ = reporter.temperature()
+    assert asked == [] and temperature.value == pytest.approx(trained.recorder.records[-1]["temperature"]["value"])
+    assert temperature.fitted_on == f"the val split, 3 images of the training run in {model_dir}"

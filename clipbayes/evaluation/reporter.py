@@ -6,9 +6,10 @@ Temperature scaling (``TEST.TEMPERATURE_SCALING``, on by default) for a test-spl
     1. carried over from the training run of ``--model-dir`` (its metrics JSON), when the weights were loaded from
        one: an ``--eval-only`` run on new classes or another dataset is then scaled with the temperature fitted on
        the training run's held-out data, never with labels of its own classes;
-    2. else fitted on this run's validation split;
-    3. else on the few-shot training set (without augmentation), unless it shares images with the test set (the
-       ImageNet variants' readers use the test images as training set);
+    2. else fitted on this run's validation split,
+    3. or else on the few-shot training set (test-time transform, no augmentation),
+       each only when it shares no image with the test set (CoOp's ImageNet reader uses the test set as val; the
+       ImageNet variants' readers use it as training set);
     4. else none, and the report says why.
 """
 from __future__ import annotations
@@ -58,13 +59,12 @@ class EvaluationReporter:
             carried = carried_temperature(self.model_dir)
             if carried is not None:
                 return carried, ""
-        if self.dataset.val:
-            return Temperature.fit(self.predict_items("val", self.dataset.val), "the val split"), ""
-        train = self.dataset.train_x
         test_images = {item.impath for item in self.dataset.test}
-        if train and not any(item.impath in test_images for item in train):
-            return Temperature.fit(self.predict_items("train", train), "the few-shot training set"), ""
-        return None, "no validation split, and the training set is not disjoint from the test set"
+        for split, items, source in (("val", self.dataset.val, "the val split"),
+                                     ("train", self.dataset.train_x, "the few-shot training set")):
+            if items and not any(item.impath in test_images for item in items):
+                return Temperature.fit(self.predict_items(split, items), source), ""
+        return None, "no val split or training set without test images to fit it on"
 
     def report(self, split: str, predictions: Predictions, epoch: int) -> None:
         """Print, record (and for the test split with TEST.SAVE_PREDICTIONS save) one evaluation."""
