@@ -179,3 +179,15 @@ def test_mc_samples_script_lays_out_the_sweep(tmp_path):
     assert rc == 0 and out.count("Skip this job") == 2 and len(box.train_calls()) == 3
     rc, out = box.run("bayesian_prompt/mc_samples.sh", "dtd", "1", MC_SAMPLES="1 x")
     assert rc == 2 and "MC_SAMPLES must be positive integers, got 'x'" in out
+
+
+def test_method_order_comes_from_the_registry(tmp_path):
+    from clipbayes.registry import list_methods
+    from clipbayes.results import summarise
+
+    trainers = ["LogitPrior", "MyOwnTrainer", "ZeroshotCLIP", "CoCoOp", "BayesianPrompt"]
+    for trainer in trainers:
+        write(tmp_path, f"dtd/{trainer}/vit_b16_16shots/seed1", train_log(50.0, trainer))
+    order = [m[0] for m in summarise(scan(str(tmp_path)))["fewshot"].methods]
+    registered = [m.name for m in list_methods() if m.name in trainers]
+    assert order == registered + ["MyOwnTrainer"]  # unregistered trainers last

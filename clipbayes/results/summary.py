@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from clipbayes import published as pub
 from clipbayes.evaluation.metrics import METRIC_UNITS
+from clipbayes.registry import list_methods
 from clipbayes.results.runs import PROTOCOLS, Run
 
 TS_SUFFIX = "_ts"
@@ -136,17 +137,17 @@ class ProtocolSummary:
         return list(self.datasets)
 
 
-_TRAINER_ORDER = ["zeroshotclip", "coop", "cocoop", "bayesianprompt", "pbprompt", "logitprior", "dualviewprompt"]
-
-
 def natural_key(text: str):
     return [(0, int(tok), "") if tok.isdigit() else (1, 0, tok) for tok in re.split(r"(\d+)", text)]
 
 
 def method_key(method: Tuple[str, str]):
-    squashed = re.sub(r"[^0-9a-z]", "", method[0].lower())
-    rank = _TRAINER_ORDER.index(squashed) if squashed in _TRAINER_ORDER else len(_TRAINER_ORDER)
-    return (rank, method[0].lower(), natural_key(method[1]))
+    """Sort key of a (trainer, config): the registry's method order (clipbayes.registry.list_methods), then other
+    trainers by name; configs of one trainer in natural order (1shots before 16shots)."""
+    order = [m.name.lower() for m in list_methods()]
+    name = method[0].lower()
+    rank = order.index(name) if name in order else len(order)
+    return (rank, name, natural_key(method[1]))
 
 
 def dataset_key(dataset: str):
