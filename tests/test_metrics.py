@@ -214,8 +214,10 @@ def test_record_json_block_and_predictions_round_trip(tmp_path, capsys):
     paths = [f"img/{i}.jpg" for i in range(300)]
     recorder.report(record, predictions, paths, [f"class{c}" for c in range(5)])
     recorder.report(R.make_record(predictions, "val", {"epoch": 3}, temperature_note="val split"))
+    R.EvaluationRecorder(str(tmp_path / "log.txt")).report(R.make_record(predictions, "test", {"epoch": 4}))
     records = R.read_metrics_file(str(tmp_path / "metrics.json"))
-    assert [r["split"] for r in records] == ["test", "val"] and records[0]["predictions_file"] == "predictions.npz"
+    assert [r["split"] for r in records] == ["test", "val", "test"]  # a second writer appends, never drops
+    assert records[0]["predictions_file"] == "predictions.npz" and "predictions_file" not in records[1]
     assert records[0]["temperature"]["value"] == pytest.approx(temperature.value)
     assert records[0]["curves"]["reliability"]["count"] and len(records[0]["curves"]["risk_coverage"]["risk"]) == 100
 

@@ -23,7 +23,7 @@ Definitions (percentages are x 100; ``docs/results.md`` states them with the con
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +34,8 @@ COVERAGES = (0.5, 0.8, 0.9)
 CURVE_POINTS = 100  # points of the stored risk-coverage curve
 
 __all__ = ["N_BINS", "COVERAGES", "log_predictive", "mutual_information", "entropy", "accuracy", "macro_f1", "nll",
-           "brier", "reliability_bins", "equal_mass_bins", "calibration_errors", "risk_coverage", "aurc",
-           "accuracy_at_coverage", "compute_metrics", "compute_curves", "METRIC_UNITS"]
+           "brier", "reliability_bins", "equal_mass_bins", "binned_errors", "merge_bins", "calibration_errors",
+           "risk_coverage", "aurc", "accuracy_at_coverage", "compute_metrics", "compute_curves", "METRIC_UNITS"]
 
 # name -> unit of the value stored in the metrics dict ("%" values are x 100).
 METRIC_UNITS = {
@@ -122,19 +122,31 @@ def equal_mass_bins(confidence: Tensor, correct: Tensor, n_bins: int = N_BINS) -
             "accuracy": [correct[g].mean().item() for g in groups]}
 
 
-def _gap(bins: Dict[str, list]) -> Tuple[float, float]:
-    """(count-weighted mean, max over non-empty bins) of |accuracy - confidence|."""
+def binned_errors(bins: Dict[str, list]) -> Tuple[float, float]:
+    """(count-weighted mean, max over non-empty bins) of |accuracy - confidence|: (ECE, MCE) as fractions."""
     count = torch.tensor(bins["count"], dtype=torch.float64)
     gap = (torch.tensor(bins["accuracy"], dtype=torch.float64) -
            torch.tensor(bins["confidence"], dtype=torch.float64)).abs()
     return (gap * count).sum().item() / count.sum().item(), gap[count > 0].max().item()
 
 
+def merge_bins(bins: Sequence[Dict[str, list]]) -> Dict[str, list]:
+    """The equal-width bins of several evaluations pooled: counts add, mean confidence and accuracy are
+    count-weighted, so the result is the bins of all their images together."""
+    n_bins = len(bins[0]["count"])
+    count = [sum(b["count"][k] for b in bins) for k in range(n_bins)]
+    merged = {"count": count}
+    for field in ("confidence", "accuracy"):
+        merged[field] = [sum(b["count"][k] * b[field][k] for b in bins) / count[k] if count[k] else 0.0
+                         for k in range(n_bins)]
+    return merged
+
+
 def calibration_errors(log_probs: Tensor, labels: Tensor, n_bins: int = N_BINS) -> Dict[str, float]:
     """ECE and MCE (equal-width bins) and adaptive ECE (equal-mass bins) of the top label, in %."""
     confidence, correct = _confidence_correct(log_probs, labels)
-    ece, mce = _gap(reliability_bins(confidence, correct, n_bins))
-    ace, _ = _gap(equal_mass_bins(confidence, correct, n_bins))
+    ece, mce = binned_errors(reliability_bins(confidence, correct, n_bins))
+    ace, _ = binned_errors(equal_mass_bins(confidence, correct, n_bins))
     return {"ece": 100.0 * ece, "ace": 100.0 * ace, "mce": 100.0 * mce}
 
 

@@ -145,14 +145,25 @@ def load_predictions(path: str) -> dict:
         return {key: data[key] for key in data.files}
 
 
+def read_metrics_file(path: str) -> List[dict]:
+    """The evaluation records of a metrics JSON file; a file of another format is an error naming it."""
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("evaluations"), list):
+        raise ValueError(f"{path} is not a clipbayes metrics file (expected \"format\": \"{FORMAT}\" and a list "
+                         f"of \"evaluations\"); move it away to write a new one")
+    return data["evaluations"]
+
+
 class EvaluationRecorder:
-    """Prints the metric block and keeps the run's JSON file (and predictions file) up to date."""
+    """Prints the metric block and keeps the run's JSON file (and predictions file) up to date. Records already in
+    the JSON file (a file left by an earlier process writing to the same log name) are kept, new ones appended."""
 
     def __init__(self, log_file: str):
         self.json_path = artifact_path(log_file, "metrics", ".json")
         self.predictions_path = artifact_path(log_file, "predictions", ".npz")
         self.log_name = osp.basename(log_file)
-        self.records: List[dict] = []
+        self.records: List[dict] = read_metrics_file(self.json_path) if osp.isfile(self.json_path) else []
 
     def report(self, record: dict, predictions: Optional[Predictions] = None, image_paths: Sequence[str] = (),
                classnames: Sequence[str] = ()) -> None:
@@ -169,12 +180,3 @@ class EvaluationRecorder:
         print(format_block(record))
         print(f"Metrics written to {self.json_path}" +
               (f"; predictions to {self.predictions_path}" if predictions is not None else ""))
-
-
-def read_metrics_file(path: str) -> List[dict]:
-    """The evaluation records of a metrics JSON file; a file of another format is an error naming it."""
-    with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a clipbayes metrics file (expected \"format\": \"{FORMAT}\")")
-    return data["evaluations"]

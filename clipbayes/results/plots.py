@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from clipbayes import published as pub
+from clipbayes.evaluation.metrics import binned_errors, merge_bins
 from clipbayes.fileio import atomic_write
 from clipbayes.results.runs import PROTOCOL_TITLES, Run
 from clipbayes.results.summary import dataset_key, method_key, run_value, summarise
@@ -59,21 +60,13 @@ def _safe(name: str) -> str:
 
 
 def pooled_bins(records: Sequence[dict], scaled: bool = False) -> Dict[str, list]:
-    """Reliability bins of several evaluations (after temperature scaling with ``scaled``) merged: counts add,
-    mean confidence and accuracy are count-weighted."""
-    bins = [(r["temperature_scaled"] if scaled else r)["curves"]["reliability"] for r in records]
-    n_bins = len(bins[0]["count"])
-    count = [sum(b["count"][k] for b in bins) for k in range(n_bins)]
-    merged = {"count": count, "confidence": [], "accuracy": []}
-    for field in ("confidence", "accuracy"):
-        merged[field] = [sum(b["count"][k] * b[field][k] for b in bins) / count[k] if count[k] else 0.0
-                         for k in range(n_bins)]
-    return merged
+    """The reliability bins of several evaluations (after temperature scaling with ``scaled``) pooled."""
+    return merge_bins([(r["temperature_scaled"] if scaled else r)["curves"]["reliability"] for r in records])
 
 
 def bins_ece(bins: Dict[str, list]) -> float:
-    total = sum(bins["count"])
-    return 100.0 * sum(c * abs(a - f) for c, a, f in zip(bins["count"], bins["accuracy"], bins["confidence"])) / total
+    """ECE (%) of reliability bins."""
+    return 100.0 * binned_errors(bins)[0]
 
 
 def _roles(runs: Sequence[Run]) -> List[str]:

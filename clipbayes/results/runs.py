@@ -38,7 +38,7 @@ PROTOCOL_TITLES = {
     "base2new": "Base-to-new generalization",
     "xd": "Cross-dataset transfer",
     "dg": "Domain generalization (ImageNet to its variants)",
-    "mc_samples": "New-class accuracy against the number of Monte Carlo samples L at test time",
+    "mc_samples": "Monte Carlo samples L at test time (new classes)",
     "other": "Other runs (layout not recognised, grouped by folder)",
 }
 
