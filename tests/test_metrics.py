@@ -311,6 +311,9 @@ def test_temperature_source_order(tmp_path):
     trained = EvaluationReporter(_cfg(model_dir), cases[0][0], predict)
     trained.report("test", predict("test", test), epoch=10)
     (model_dir / "log.txt").write_text("")  # the training run's log, which the metrics JSON is named after
+    reporter = EvaluationReporter(_cfg(model_dir), cases[2][0], predict)
+    reporter.loaded_from(str(model_dir))  # the run's own best-val checkpoint: fitted anew (here: nothing to fit)
+    assert reporter.temperature()[0] is None
     reporter = EvaluationReporter(_cfg(tmp_path / "test_new"), cases[2][0], predict)
     reporter.loaded_from(str(model_dir))
     asked.clear()

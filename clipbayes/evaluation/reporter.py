@@ -48,8 +48,10 @@ class EvaluationReporter:
         self.model_dir = ""
 
     def loaded_from(self, model_dir: str) -> None:
-        """The weights now come from ``model_dir`` (``--model-dir``)."""
-        self.model_dir = model_dir
+        """The weights now come from ``model_dir`` (``--model-dir``); reloading this run's own best checkpoint
+        (``TEST.FINAL_MODEL best_val``) does not count: its temperature is fitted anew."""
+        if osp.abspath(model_dir) != osp.abspath(self.cfg.OUTPUT_DIR):
+            self.model_dir = model_dir
 
     def temperature(self) -> Tuple[Optional[Temperature], str]:
         """(temperature, "") or (None, why there is none); see the module docstring for the order."""

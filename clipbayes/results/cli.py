@@ -92,8 +92,8 @@ def _report_problems(runs: Sequence[Run], metrics: Sequence[str], limit: int = 1
     wanted = [m for m in metrics if m not in LOG_METRICS]
     without = [r for r in runs if r.result is not None and r.record is None and not r.record_problem]
     if wanted and without:
-        _warn(f"{len(without)} runs have no metrics JSON beside their log (written by evaluations since the "
-              f"metrics were added), so no {', '.join(wanted)} (e.g. {without[0].rel})")
+        _warn(f"{len(without)} runs have no metrics JSON beside their log, so no {', '.join(wanted)} (e.g. "
+              f"{without[0].rel}; evaluated before the metrics existed? --eval-only again writes one)")
     mismatched = [r for r in runs if r.record is not None and "accuracy" in r.result.metrics and
                   abs(r.record["metrics"]["accuracy"] - r.result.metrics["accuracy"]) > 0.051]
     if mismatched:

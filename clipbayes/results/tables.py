@@ -224,10 +224,9 @@ def describe(summaries: Sequence[ProtocolSummary], options: Options) -> str:
                      for s in summaries)
     text = f"{PROTOCOL_TITLES[summaries[0].protocol]}: {what}, mean ± {spread} over seeds"
     if summaries[0].protocol == "base2new":
-        if any("hm" in s.columns for s in summaries):
-            text += "; HM = 2·base·new/(base+new) of the seed means"
-        if any(s.metric == "error" for s in summaries):
-            text += " (not defined for error rates)"
+        text += "; HM = 2·base·new/(base+new) of the seed means"
+        if not all("hm" in s.columns for s in summaries):
+            text += " (for accuracies only)"
     return text
 
 
