@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list-runs", action="store_true", help="also list every run and the log it came from")
     parser.add_argument("--metrics", action="append", metavar="NAMES",
                         help="columns of these metrics, in order (a,b or repeat): accuracy, macro_f1, error, and "
-                             "from the runs' metrics JSON " + ", ".join(json_metrics()) + " (overrides --metric)")
+                             "from the runs' metrics JSON " + ", ".join(m for m in json_metrics() if m not in LOG_METRICS) +
+                             " (overrides --metric)")
     parser.add_argument("--calibration", action="store_true",
                         help="also print the calibration table of each protocol (ECE and NLL on base and new, "
                              "raw and temperature-scaled)")
@@ -144,8 +145,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     metrics = _split_values(args.metrics) or [args.keyword or args.metric]
     unknown = [m for m in metrics if m not in LOG_METRICS + tuple(json_metrics())]
     if unknown and args.metrics:
-        print(f"error: unknown metric {', '.join(unknown)} (choose from {', '.join(LOG_METRICS)}, "
-              f"{', '.join(json_metrics())}; --keyword reads any other line of the result block)", file=sys.stderr)
+        known = list(LOG_METRICS) + [m for m in json_metrics() if m not in LOG_METRICS]
+        print(f"error: unknown metric {', '.join(unknown)} (choose from {', '.join(known)}; --keyword reads any "
+              f"other line of the result block)", file=sys.stderr)
         return 2
     runs = scan(root)
     if not runs:

@@ -33,8 +33,8 @@ NOT_ACCURACIES = {"error", "temperature"} | {
 
 def json_metrics() -> List[str]:
     """Every metric name a run's metrics JSON can give (raw, temperature-scaled, and the temperature)."""
-    return list(METRIC_UNITS) + [m + TS_SUFFIX for m in METRIC_UNITS if m != "mutual_information"] + \
-        ["temperature"]
+    unchanged_by_t = ("accuracy", "macro_f1", "mutual_information")
+    return list(METRIC_UNITS) + [m + TS_SUFFIX for m in METRIC_UNITS if m not in unchanged_by_t] + ["temperature"]
 
 
 def run_value(run: Run, metric: str) -> Optional[float]:
