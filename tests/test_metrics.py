@@ -224,6 +224,7 @@ def test_record_json_block_and_predictions_round_trip(tmp_path, capsys):
     saved = R.load_predictions(str(tmp_path / "predictions.npz"))
     assert saved["probs"].dtype == np.float16 and saved["probs"].shape == (300, 5)
     assert saved["image_paths"].tolist() == paths and saved["labels"].tolist() == labels.tolist()
+    assert saved["predicted"].tolist() == predictions.log_probs.argmax(-1).tolist()
     recomputed = M.compute_metrics(torch.from_numpy(saved["probs"].astype(np.float64)).log(),
                                    torch.from_numpy(saved["labels"]))
     assert recomputed["accuracy"] == record["metrics"]["accuracy"]

@@ -51,8 +51,8 @@ def log_predictive(scores: Tensor) -> Tensor:
 
 
 def entropy(log_probs: Tensor) -> Tensor:
-    """H(p) = -sum_c p_c log p_c over the last dim (0 log 0 = 0)."""
-    return -(log_probs.exp() * log_probs).nan_to_num(0.0).sum(-1)
+    """H(p) = -sum_c p_c log p_c over the last dim (0 log 0 = 0: a -inf log-probability counts as the dtype's min)."""
+    return -(log_probs.exp() * log_probs.clamp_min(torch.finfo(log_probs.dtype).min)).sum(-1)
 
 
 def mutual_information(logits: Tensor, log_probs: Tensor) -> Tensor:
@@ -84,9 +84,10 @@ def nll(log_probs: Tensor, labels: Tensor) -> float:
 
 
 def brier(log_probs: Tensor, labels: Tensor) -> float:
-    probs = log_probs.exp().double()
-    onehot = F.one_hot(labels, probs.shape[-1]).double()
-    return ((probs - onehot) ** 2).sum(-1).mean().item()
+    """mean_i sum_c (p_ic - [c == y_i])^2 = mean_i (sum_c p_ic^2 - 2 p_i,y_i + 1), without a one-hot matrix."""
+    probs = log_probs.exp()
+    per_image = probs.square().sum(-1) - 2 * probs.gather(-1, labels[:, None]).squeeze(-1) + 1
+    return per_image.double().mean().item()
 
 
 def _confidence_correct(log_probs: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor]:
@@ -98,8 +99,8 @@ def _ranking(log_probs: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor]:
     """(-log(1 - conf), correct): the same order as conf, computed from the other classes' log-probabilities so
     that confidences which round to 1.0 still keep their order."""
     pred = log_probs.argmax(-1)
-    others = log_probs.double().scatter(-1, pred[:, None], -math.inf)
-    return -torch.logsumexp(others, dim=-1), (pred == labels).double()
+    others = log_probs.scatter(-1, pred[:, None], -math.inf)
+    return -torch.logsumexp(others, dim=-1).double(), (pred == labels).double()
 
 
 def reliability_bins(confidence: Tensor, correct: Tensor, n_bins: int = N_BINS) -> Dict[str, list]:
@@ -178,10 +179,16 @@ def accuracy_at_coverage(risk: Tensor, coverage: float) -> float:
     return 1.0 - risk[k - 1].item()
 
 
+def _work(log_probs: Tensor) -> Tensor:
+    """On the CPU, in float32 (or the input's wider dtype): per-image terms in it, means over images in float64."""
+    log_probs = log_probs.detach().cpu()
+    return log_probs.to(torch.promote_types(log_probs.dtype, torch.float32))
+
+
 def compute_metrics(log_probs: Tensor, labels: Tensor, mi: Optional[Tensor] = None) -> Dict[str, float]:
     """Every scalar metric of the module docstring, keyed as in METRIC_UNITS (mutual information only when the
     per-image values mi (N,) are given)."""
-    log_probs, labels = log_probs.detach().cpu().double(), labels.detach().cpu().long()
+    log_probs, labels = _work(log_probs), labels.detach().cpu().long()
     if log_probs.dim() != 2 or labels.shape != log_probs.shape[:1] or len(labels) == 0:
         raise ValueError(f"expected log_probs (N, C) and labels (N,) with N > 0; got {tuple(log_probs.shape)} "
                          f"and {tuple(labels.shape)}")
@@ -200,7 +207,7 @@ def compute_metrics(log_probs: Tensor, labels: Tensor, mi: Optional[Tensor] = No
 def compute_curves(log_probs: Tensor, labels: Tensor, points: int = CURVE_POINTS) -> Dict[str, dict]:
     """What the plots need, small enough for a JSON file: the equal-width reliability bins and the risk-coverage
     curve at coverages 1/points, 2/points, ..., 1."""
-    log_probs, labels = log_probs.detach().cpu().double(), labels.detach().cpu().long()
+    log_probs, labels = _work(log_probs), labels.detach().cpu().long()
     confidence, correct = _confidence_correct(log_probs, labels)
     risk = risk_coverage(*_ranking(log_probs, labels))
     coverage = [(j + 1) / points for j in range(points)]

@@ -7,8 +7,9 @@ later run shares the folder), so a rerun never overwrites an earlier run's files
     log.txt-TS   -> metrics-TS.json,   predictions-TS.npz
 ``metrics.json`` holds ``{"format": FORMAT, "evaluations": [record, ...]}``, one record per evaluation of that
 log, in order (see :func:`make_record`); every write replaces the file atomically. ``predictions.npz`` holds the
-last test-split evaluation of the log: ``probs`` (N, C) float16, ``labels`` (N,) int64, ``image_paths`` (N,) str,
-``classnames`` (C,) str, ``temperature`` () float64 (NaN when none was fitted).
+last test-split evaluation of the log: ``probs`` (N, C) float16, ``labels`` (N,) int64, ``predicted`` (N,) int64
+(the argmax of the full-precision predictive: near-equal probabilities can tie in float16), ``image_paths`` (N,)
+str, ``classnames`` (C,) str, ``temperature`` () float64 (NaN when none was fitted).
 """
 from __future__ import annotations
 
@@ -133,6 +134,7 @@ def save_predictions(path: str, predictions: Predictions, image_paths: Sequence[
     if len(image_paths) != len(predictions.labels):
         raise ValueError(f"{len(image_paths)} image paths for {len(predictions.labels)} predictions")
     arrays = {"probs": predictions.log_probs.exp().half().numpy(), "labels": predictions.labels.long().numpy(),
+              "predicted": predictions.log_probs.argmax(-1).numpy(),
               "image_paths": np.asarray(list(image_paths), dtype=str),
               "classnames": np.asarray(list(classnames), dtype=str),
               "temperature": np.float64(math.nan if temperature is None else temperature.value)}
