@@ -2,6 +2,7 @@
 independent implementations (sklearn, torchmetrics, slow loops), and known limits."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -13,11 +14,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import f1_score
+from torchmetrics.functional.classification import multiclass_calibration_error
+from yacs.config import CfgNode
 
 import support
 
 from clipbayes.evaluation import metrics as M
 from clipbayes.evaluation import report as R
+from clipbayes.evaluation.reporter import EvaluationReporter
 from clipbayes.evaluation.temperature import fit_temperature
 
 # Four images, two classes; confidences 0.9, 0.75, 0.62, 0.7 (none on a bin edge), the first two correct.
@@ -70,12 +75,11 @@ def test_bins_with_two_bins_by_hand():
 
 
 def test_accuracy_and_macro_f1_match_sklearn_as_dassl_computes_them():
-    sklearn = pytest.importorskip("sklearn.metrics")
     generator = torch.Generator().manual_seed(1)
     logits = torch.randn(300, 7, generator=generator)
     labels = torch.randint(0, 6, (300,), generator=generator)  # class 6 never true, but predicted
     pred = logits.argmax(-1).numpy()
-    expected = 100 * sklearn.f1_score(labels.numpy(), pred, average="macro", labels=np.unique(labels.numpy()))
+    expected = 100 * f1_score(labels.numpy(), pred, average="macro", labels=np.unique(labels.numpy()))
     log_probs = M.log_predictive(logits)
     assert M.macro_f1(log_probs, labels) == pytest.approx(expected)
     assert M.accuracy(log_probs, labels) == pytest.approx(100 * (pred == labels.numpy()).mean())
@@ -91,13 +95,12 @@ def test_nll_and_brier_against_direct_formulas():
 
 
 def test_ece_and_mce_match_torchmetrics():
-    calibration = pytest.importorskip("torchmetrics.functional.classification")
     logits, labels = calibrated_predictor(n=3000, classes=6, sharpness=1.5, seed=3)
     logits = 0.5 * logits + torch.randn_like(logits)  # miscalibrated, so the values are far from 0
     probs = logits.softmax(-1).float()
     assert probs.max() < 1  # torchmetrics puts conf == 1 in a 16th bin of its own; ours closes the last bin
     for norm, name in (("l1", "ece"), ("max", "mce")):
-        expected = calibration.multiclass_calibration_error(probs, labels, num_classes=6, n_bins=15, norm=norm)
+        expected = multiclass_calibration_error(probs, labels, num_classes=6, n_bins=15, norm=norm)
         assert M.calibration_errors(probs.double().log(), labels)[name] == pytest.approx(100 * expected.item(),
                                                                                        abs=1e-4)
 
@@ -136,8 +139,6 @@ def test_risk_coverage_against_a_loop_and_known_limits():
     assert M.risk_coverage(constant, correct).tolist() == pytest.approx([0.7] * 10)
     assert M.aurc(constant, correct) == pytest.approx(0.7)
     # Ties: the expectation over every tie-breaking order, computed by brute force on a small case.
-    import itertools
-
     confidence = torch.tensor([0.9, 0.5, 0.5, 0.5, 0.2], dtype=torch.float64)
     correct = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0], dtype=torch.float64)
     brute = np.zeros(5)
@@ -273,16 +274,12 @@ class _Dataset:
 
 
 def _cfg(output_dir, scaling=True):
-    from yacs.config import CfgNode
-
     return CfgNode({"OUTPUT_DIR": str(output_dir), "TRAINER": {"NAME": "CoOp"},
                     "DATASET": {"NAME": "DTD", "SUBSAMPLE_CLASSES": "new"},
                     "TEST": {"TEMPERATURE_SCALING": scaling, "SAVE_PREDICTIONS": False}})
 
 
 def test_temperature_source_order(tmp_path):
-    from clipbayes.evaluation.reporter import EvaluationReporter
-
     logits, labels = calibrated_predictor(n=200, classes=5, seed=8)
     asked = []
 

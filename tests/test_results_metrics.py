@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from clipbayes.evaluation import report as R
-from clipbayes.results import plots, scan
+from clipbayes.registry import list_methods
+from clipbayes.results import plots, scan, summarise
 from clipbayes.results.runs import evaluation_record
+from test_configs import Sandbox, option, opts
 from test_results import CFG, eval_log, markdown_cells, run_cli, train_log, write
 
 TRAINERS = ("CoOp", "BayesianPrompt")
@@ -159,8 +161,6 @@ def test_runs_without_json_are_reported(tmp_path):
 
 
 def test_mc_samples_script_lays_out_the_sweep(tmp_path):
-    from test_configs import Sandbox, option, opts
-
     box = Sandbox(tmp_path)
     rc, out = box.run("bayesian_prompt/mc_samples.sh", "dtd", "1", MC_SAMPLES="1 5")
     assert rc == 1 and "run scripts/bayesian_prompt/base2new_train.sh dtd 1 first" in out
@@ -182,9 +182,6 @@ def test_mc_samples_script_lays_out_the_sweep(tmp_path):
 
 
 def test_method_order_comes_from_the_registry(tmp_path):
-    from clipbayes.registry import list_methods
-    from clipbayes.results import summarise
-
     trainers = ["LogitPrior", "MyOwnTrainer", "ZeroshotCLIP", "CoCoOp", "BayesianPrompt"]
     for trainer in trainers:
         write(tmp_path, f"dtd/{trainer}/vit_b16_16shots/seed1", train_log(50.0, trainer))
