@@ -191,6 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if calibration:
             sys.stdout.write("\n" + render_calibration(calibration, options, args.format))
     if args.plots:
+        sys.stdout.flush()  # the tables before the figures' message on a shared terminal
         written = write_plots(selected, args.plots)
         print(f"{len(written)} figures written to {args.plots}", file=sys.stderr)
     return 0

@@ -116,7 +116,8 @@ def reliability_figures(runs: Sequence[Run], folder: str) -> List[str]:
                     title = f"{labels[method]}, {_ROLE_TITLES[role]}".rstrip(", ") + f"\nECE {bins_ece(bins):.1f}%"
                     if all(r.get("temperature_scaled") for r in records):
                         title += f" (TS {bins_ece(pooled_bins(records, scaled=True)):.1f}%)"
-                    _reliability_panel(axis, bins, title + f", {len(records)} runs")
+                    runs_text = f"{len(records)} run" + ("s" if len(records) > 1 else "")
+                    _reliability_panel(axis, bins, f"{title}, {runs_text}")
             axes[0][0].legend(loc="upper left", fontsize=7)
             where = "pooled over datasets" if dataset == "pooled" else pub.dataset_display(dataset)
             figure.suptitle(f"Reliability, {where}\n{PROTOCOL_TITLES[protocol]}", fontsize=10)
