@@ -114,6 +114,10 @@ TEST_KEYS = {
     "MC_DRAWS": Key("per_batch", "Monte Carlo prompt draws of an image-independent posterior at prediction: per "
                                  "test batch (official), or once per evaluation, shared by every test image "
                                  "(docs/mc_draws.md)", choices=MC_DRAWS),
+    "SAVE_PREDICTIONS": Key(False, "write the test set's probabilities, labels and image paths (npz; "
+                                   "clipbayes.evaluation)", choices=(False, True)),
+    "TEMPERATURE_SCALING": Key(True, "fit a temperature on held-out data and report the scaled metrics too "
+                                     "(docs/results.md)", choices=(False, True)),
 }
 
 

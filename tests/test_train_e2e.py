@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from clipbayes.evaluation.report import load_predictions, read_metrics_file
 from support import ROOT, requires_dassl
 
 pytestmark = requires_dassl
@@ -58,6 +59,27 @@ def run_dir(tmp_path, trainer, seed):
     return str(tmp_path / "DemoShapes" / trainer / "tiny_16shots" / f"seed{seed}")
 
 
+def check_metrics_report(out, log_text, eval_only=False):
+    """The metrics JSON beside the log: its accuracy is the log's; the log keeps CoOp's parse rule working (the raw
+    ECE line is the one CoOp's regex reads); eval-only runs reuse the training run's temperature and, with
+    TEST.SAVE_PREDICTIONS, save predictions that give the same accuracy."""
+    record = [r for r in read_metrics_file(osp.join(out, "metrics.json")) if r["split"] == "test"][-1]
+    assert f"{record['metrics']['accuracy']:.1f}" == f"{accuracy(log_text):.1f}"
+    assert log_text.index("=> result") < log_text.index("=> calibration and selective prediction")
+    ece = re.findall(r"\* ece: ([\.\deE+-]+)%", log_text[log_text.index("=> result"):])
+    assert ece and float(ece[-1]) == pytest.approx(record["metrics"]["ece"], abs=0.006)
+    if record["mc_samples"] > 1:
+        assert record["metrics"]["mutual_information"] >= 0
+    if eval_only:
+        assert record["temperature"] is None or "of the training run in" in record["temperature"]["fitted_on"]
+        saved = load_predictions(osp.join(out, "predictions.npz"))
+        assert saved["probs"].shape == (record["num_images"], record["num_classes"])
+        assert len(saved["image_paths"]) == record["num_images"]
+        assert f"{100 * (saved['predicted'] == saved['labels']).mean():.1f}" == f"{accuracy(log_text):.1f}"
+        rows = range(len(saved["labels"]))  # the predicted class has the largest float16 probability (ties allowed)
+        assert (saved["probs"][rows, saved["predicted"]] == saved["probs"].max(1)).all()
+
+
 def check_feature_cache(env, tmp_path, trainer, seed, model_dir, expected, extra=()):
     """Evaluation on cached image features gives the same number; the second run reads the cache."""
     cache = str(tmp_path / "features")
@@ -84,13 +106,16 @@ def test_train_checkpoint_eval_only_and_results(tmp_path, env, trainer):
         accuracies.append(accuracy(trained.stdout))
         log = open(osp.join(out, "log.txt")).read()
         assert "* accuracy:" in log
+        check_metrics_report(out, log)
         if osp.isdir(osp.join(out, "prompt_learner")):
             assert "Finish training" in log
             assert osp.isfile(osp.join(out, "prompt_learner", "model.pth.tar-2"))
             evaluated = train(env, "--trainer", trainer, "--seed", str(seed), "--output-dir", out + "_eval",
-                              "--eval-only", "--model-dir", out, "--load-epoch", "2", *FAST)
+                              "--eval-only", "--model-dir", out, "--load-epoch", "2", *FAST,
+                              "TEST.SAVE_PREDICTIONS", "True")
             assert "Load " in evaluated.stdout and "val_result=none" in evaluated.stdout
             assert accuracy(evaluated.stdout) == accuracies[-1]  # same weights, same test set, same number
+            check_metrics_report(out + "_eval", open(osp.join(out + "_eval", "log.txt")).read(), eval_only=True)
             shutil.rmtree(out + "_eval")
             if trainer in ("CoCoOp", "BayesianPrompt"):  # image-conditioned prompts; MC prediction
                 check_feature_cache(env, tmp_path, trainer, seed, out, accuracies[-1])

@@ -13,6 +13,7 @@ A method is a subclass registered with ``clipbayes.registry.register_method``, w
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os.path as osp
 
@@ -23,10 +24,14 @@ from clipbayes.compat import import_dassl
 from clipbayes.engine import checkpoint as ckpt
 from clipbayes.engine.feature_cache import cache_key, cached_image_features
 from clipbayes.engine.schedule import build_lr_scheduler
+from clipbayes.evaluation.report import PredictionCollector, Predictions
+from clipbayes.evaluation.reporter import EvaluationReporter
 from clipbayes.modeling.clip_loader import load_clip
 from clipbayes.modeling.precision import apply_precision, autocast, resolve_precision
+from clipbayes.objectives import predictive_scores
 
 import_dassl()
+from dassl.data.data_manager import build_data_loader  # noqa: E402
 from dassl.engine import TrainerX  # noqa: E402
 from dassl.optim import build_optimizer  # noqa: E402
 from dassl.utils import count_num_param  # noqa: E402
@@ -138,20 +143,41 @@ class PromptTrainer(TrainerX):
     @torch.no_grad()
     def test(self, split=None):
         """Evaluate as Dassl does, in two passes: image features of the split (:meth:`split_features`), then
-        predictions from them in test batches (:meth:`predict_from_features`), reported by Dassl's evaluator."""
+        predictions from them in test batches (:meth:`predict_from_features`), reported by Dassl's evaluator; then
+        the calibration and selective-prediction report (:mod:`clipbayes.evaluation.reporter`)."""
         self.set_model_mode("eval")
         self.evaluator.reset()
         split, loader, items = self.evaluation_split(split)
         print(f"Evaluate on the *{split}* set")
         features, labels = self.split_features(split, loader, items)
-        scores = self.predict_from_features(features, loader.batch_size)
+        collector = PredictionCollector()
+        scores = self.predict_from_features(features, loader.batch_size, collector)
         for start in range(0, len(labels), loader.batch_size):
             stop = start + loader.batch_size
             self.evaluator.process(scores[start:stop].to(self.device), labels[start:stop].to(self.device))
         results = self.evaluator.evaluate()
         for name, value in results.items():
             self.write_scalar(f"{split}/{name}", value, self.epoch)
+        self.reporter.report(split, collector.gather(labels), self.epoch)
         return list(results.values())[0]
+
+    @functools.cached_property
+    def reporter(self) -> EvaluationReporter:
+        return EvaluationReporter(self.cfg, self.dm.dataset, self.held_out_predictions)
+
+    @torch.no_grad()
+    def held_out_predictions(self, split: str, items) -> Predictions:
+        """Predictions for the val split or the training items (test-time transform): temperature scaling's data."""
+        if split == "val" and self.val_loader is not None:
+            loader = self.val_loader
+        else:
+            loader = build_data_loader(self.cfg, data_source=items, batch_size=self.cfg.DATALOADER.TEST.BATCH_SIZE,
+                                       tfm=self.test_loader.dataset.transform, is_train=False)
+        self.set_model_mode("eval")
+        features, labels = self.split_features(split, loader, items)
+        collector = PredictionCollector()
+        self.predict_from_features(features, loader.batch_size, collector)
+        return collector.gather(labels)
 
     def evaluation_split(self, split=None):
         """(name, loader, items) of the split to evaluate: ``val`` when asked for and present, else ``test``."""
@@ -177,11 +203,12 @@ class PromptTrainer(TrainerX):
             return cached_image_features(cache_dir, cache_key(self.cfg, self.precision, split, items), compute)
         return compute()
 
-    def predict_from_features(self, features, batch_size):
+    def predict_from_features(self, features, batch_size, collector: PredictionCollector | None = None):
         """Scores (N, C) on the CPU (softmax = the predictive distribution) from image features (N, E), in batches,
-        with image-independent class features encoded once. Test-time sampling draws from the RNG seeded with
-        SEED and restored afterwards: the same weights give the same result at the end of training, with
-        --eval-only and with cached features, and training is unaffected."""
+        with image-independent class features encoded once; each batch's scores (and Monte Carlo logits) also go
+        to ``collector``. Test-time sampling draws from the RNG seeded with SEED and restored afterwards: the same
+        weights give the same result at the end of training, with --eval-only and with cached features, and
+        training is unaffected."""
         scores = []
         with contextlib.ExitStack() as stack:
             stack.enter_context(self.model.evaluation_cache(self.cfg.TEST.MC_DRAWS))
@@ -192,7 +219,11 @@ class PromptTrainer(TrainerX):
             for start in range(0, len(features), batch_size):
                 batch = features[start:start + batch_size].to(self.device, self.model.dtype)
                 with autocast(self.precision, self.device):
-                    scores.append(self.model.predict_features(batch).float().cpu())
+                    logits = self.model.predict_logits(batch).float()
+                batch_scores = predictive_scores(logits)
+                scores.append(batch_scores.cpu())
+                if collector is not None:
+                    collector.add(batch_scores, logits if logits.dim() == 3 else None)
         return torch.cat(scores)
 
     # --- training loop hooks -------------------------------------------------------------------------------------
@@ -253,6 +284,7 @@ class PromptTrainer(TrainerX):
             val_text = f"{val:.1f}" if isinstance(val, (int, float)) and math.isfinite(val) else "none"
             print(f"Load {path} to {name} (epoch={state['epoch']}, val_result={val_text})")
             self._load_learner_state(name, state["state_dict"], path)
+        self.reporter.loaded_from(directory)
 
     def _load_learner_state(self, name, state_dict, path):
         state_dict = {k: v for k, v in state_dict.items() if k.split(".")[-1] not in _CLASS_DEPENDENT_BUFFERS}
