@@ -22,6 +22,7 @@ from tqdm import tqdm
 from clipbayes.compat import import_dassl
 from clipbayes.engine import checkpoint as ckpt
 from clipbayes.engine.feature_cache import cache_key, cached_image_features
+from clipbayes.engine.rng_state import RNG_STATE_KEY, capture_rng_state, restore_rng_state
 from clipbayes.engine.schedule import build_lr_scheduler
 from clipbayes.modeling.clip_loader import load_clip
 from clipbayes.modeling.precision import apply_precision, autocast, resolve_precision
@@ -212,7 +213,10 @@ class PromptTrainer(TrainerX):
                 "optimizer": self._optims[name].state_dict() if self._optims[name] is not None else None,
                 "scheduler": self._scheds[name].state_dict() if self._scheds[name] is not None else None,
                 "val_result": val_result,
+                RNG_STATE_KEY: capture_rng_state(),
             }
+            if self.scaler is not None:
+                state["grad_scaler"] = self.scaler.state_dict()
             file_name = model_name or f"model.pth.tar-{epoch + 1}"
             ckpt.save_checkpoint(state, osp.join(directory, name), file_name)
             if is_best:
@@ -233,9 +237,23 @@ class PromptTrainer(TrainerX):
                 self._optims[name].load_state_dict(state["optimizer"])
             if self._scheds[name] is not None and state.get("scheduler") is not None:
                 self._scheds[name].load_state_dict(state["scheduler"])
+            if self.scaler is not None and state.get("grad_scaler") is not None:
+                self.scaler.load_state_dict(state["grad_scaler"])
             start_epoch = state["epoch"]
             print(f"Resumed {name} from {path} (epoch {start_epoch})")
+        self._restore_rng_state(state, path)
         return start_epoch
+
+    def _restore_rng_state(self, state, path):
+        """Restore the random states saved with the checkpoint, so the resumed epochs replay the uninterrupted
+        run's draws (clipbayes/engine/rng_state.py)."""
+        if RNG_STATE_KEY not in state:
+            print(f"Note: {path} holds no random-number states (written by an older version or by Dassl/CoOp); "
+                  f"training resumes from its weights, but the draws after the resume differ from an "
+                  f"uninterrupted run")
+            return
+        for note in restore_rng_state(state[RNG_STATE_KEY]):
+            print(f"Note: {note}")
 
     def load_model(self, directory, epoch=None):
         if not directory:
