@@ -64,6 +64,7 @@ setup(
         "console_scripts": [
             "clipbayes-train=clipbayes.cli:main",
             "clipbayes-results=clipbayes.results:main",
+            "clipbayes-sweep=clipbayes.sweep.cli:main",
         ],
     },
 )
