@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 DEFAULT_TIMEOUT_S = 600
 
@@ -169,7 +169,7 @@ def wrap_learner(model, device: torch.device) -> nn.Module:
     step = LearnerStep(model)
     ids = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(step, device_ids=ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(step, device_ids=ids)
 
 
 def my_batches(count: int) -> range:
@@ -177,13 +177,23 @@ def my_batches(count: int) -> range:
     return range(rank(), count, world_size())
 
 
+def sharded_loader(loader: DataLoader) -> tuple:
+    """(a loader of this rank's test batches, their indices j): the one-process batches j = r, r + N, ..."""
+    batches = list(BatchSampler(loader.sampler, loader.batch_size, drop_last=False))
+    if world_size() == 1:
+        return loader, range(len(batches))
+    mine = my_batches(len(batches))
+    return DataLoader(loader.dataset, batch_sampler=[batches[j] for j in mine], num_workers=loader.num_workers,
+                      pin_memory=loader.pin_memory, collate_fn=loader.collate_fn), mine
+
+
 def gather_batches(local: dict) -> list:
-    """``{batch index: tensor}`` of every rank -> the tensors of all batches in index order (on every rank)."""
+    """``{batch index: CPU tensors}`` of every rank -> the values of all batches in index order (every rank)."""
     if world_size() == 1:
         return [local[j] for j in sorted(local)]
     parts = [None] * world_size()
-    dist.all_gather_object(parts, {j: t.cpu() for j, t in local.items()})
-    merged = {j: t for part in parts for j, t in part.items()}
+    dist.all_gather_object(parts, local)
+    merged = {j: value for part in parts for j, value in part.items()}
     return [merged[j] for j in sorted(merged)]
 
 

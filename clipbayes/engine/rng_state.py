@@ -17,7 +17,8 @@ import random
 import numpy as np
 import torch
 
-RNG_STATE_KEY = "rng_state"
+RNG_STATE_KEY = "rng_state"  # rank 0's (the only one of a single-process run)
+RANK_RNG_STATES_KEY = "rng_state_ranks"  # under torchrun: every rank's, in rank order
 
 
 def capture_rng_state() -> dict:
