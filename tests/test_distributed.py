@@ -130,3 +130,90 @@ def test_averaged_gradient_equals_the_one_process_gradient(tmp_path, monkeypatch
             assert (single["halves"][name] - full).abs().max() <= 1e-5 * scale, name
             assert (rank_grads[name] - full).abs().max() <= 1e-5 * scale, name
             torch.testing.assert_close(rank_grads[name], single["halves"][name], rtol=0, atol=1e-7 * scale)
+
+
+# --- train.py under torchrun ------------------------------------------------------------------------------------
+
+# Runs train.py (its argv follows) after arranging that rank FAIL_RANK fails at the start of (epoch, batch): by
+# SIGKILL (a kill -9 mid-epoch) or by an exception with a message.
+FAILING_RANK = """
+import os, runpy, signal, sys
+sys.path.insert(0, {root!r})
+from clipbayes.engine.trainer import PromptTrainer
+step = PromptTrainer.forward_backward
+def forward_backward(self, data):
+    if os.environ["RANK"] == "1" and (self.epoch, self.batch_idx) == ({epoch}, {batch}):
+        if {kill}:
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise RuntimeError("rank 1 fails on purpose")
+    return step(self, data)
+PromptTrainer.forward_backward = forward_backward
+sys.argv = [{train!r}] + sys.argv[1:]
+runpy.run_path({train!r}, run_name="__main__")
+"""
+
+DEMO = ["--trainer", "BayesianPrompt", "--seed", "1", "OPTIM.MAX_EPOCH", "2", "TRAIN.CHECKPOINT_FREQ", "1",
+        "TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TRAIN", "2", "DATALOADER.TEST.BATCH_SIZE", "5"]
+RESULT_LINE = re.compile(r"^\* (total|correct|accuracy|error|macro_f1): .*$", re.MULTILINE)
+
+
+def _torchrun(env, script, *args, processes=WORLD):
+    command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), script] \
+        if processes > 1 else [script]
+    return subprocess.run([sys.executable, *command, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def _failing(tmp_path, epoch, batch, kill) -> str:
+    path = tmp_path / f"fail_{epoch}_{batch}_{kill}.py"
+    path.write_text(FAILING_RANK.format(root=ROOT, epoch=epoch, batch=batch, kill=kill,
+                                        train=osp.join(ROOT, "train.py")))
+    return str(path)
+
+
+def _checkpoint(out, epoch):
+    return torch.load(osp.join(out, "prompt_learner", f"model.pth.tar-{epoch}"), weights_only=True)
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {**os.environ, "CLIPBAYES_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT, "CLIPBAYES_DIST_TIMEOUT_S": "120"}
+
+
+@requires_dassl
+def test_torchrun_writes_once_resumes_exactly_and_evaluates_as_one_process(tmp_path, env):
+    reference, resumed = str(tmp_path / "reference"), str(tmp_path / "resumed")
+    done = _torchrun(env, "train.py", "--output-dir", reference, *DEMO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "DistributedDataParallel on 2 processes" in done.stdout
+    # Only rank 0 wrote: one log (a second writer would have rotated it), one TensorBoard file, one stdout.
+    assert sorted(os.listdir(reference)) == ["log.txt", "prompt_learner", "tensorboard"]
+    assert len(os.listdir(osp.join(reference, "tensorboard"))) == 1
+    assert done.stdout.count("Finish training") == 1
+    assert len(_checkpoint(reference, 2)["rng_state_ranks"]) == 2
+
+    killed = _torchrun(env, _failing(tmp_path, 1, 1, kill=True), "--output-dir", resumed, *DEMO)
+    assert killed.returncode != 0
+    assert sorted(os.listdir(osp.join(resumed, "prompt_learner"))) == ["checkpoint", "model.pth.tar-1"]
+    again = _torchrun(env, "train.py", "--output-dir", resumed, *DEMO)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(epoch 1)" in again.stdout and "holds no random-number states" not in again.stdout
+    for name, value in _checkpoint(reference, 2)["state_dict"].items():
+        assert torch.equal(value, _checkpoint(resumed, 2)["state_dict"][name]), name
+
+    results = []
+    for processes in (1, WORLD):
+        out = str(tmp_path / f"eval{processes}")
+        evaluated = _torchrun(env, "train.py", "--output-dir", out, "--eval-only", "--model-dir", reference,
+                              "--load-epoch", "2", *DEMO, processes=processes)
+        assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+        results.append([m.group(0) for m in RESULT_LINE.finditer(evaluated.stdout)])
+    assert results[0] and results[0] == results[1]  # counts, accuracy, error and macro-F1, MC prediction
+
+
+@requires_dassl
+def test_a_failing_rank_ends_the_run_with_its_message(tmp_path, env):
+    proc = _torchrun(env, _failing(tmp_path, 0, 2, kill=False), "--output-dir", str(tmp_path / "out"), *DEMO)
+    assert proc.returncode != 0
+    assert "rank 1 fails on purpose" in proc.stderr
