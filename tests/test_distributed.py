@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import os.path as osp
 import re
-import signal
 import socket
 import subprocess
 import sys

@@ -204,8 +204,3 @@ def gather_objects(obj) -> list:
     parts = [None] * world_size()
     dist.all_gather_object(parts, obj)
     return parts
-
-
-def barrier() -> None:
-    if world_size() > 1:
-        dist.barrier()

@@ -12,7 +12,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from clipbayes.sweep.expand import Run
@@ -30,7 +30,6 @@ class Sweep:
     repo: str
     output: str
     python: str = sys.executable
-    env: dict = field(default_factory=dict)  # extra environment of every run
 
     @property
     def store(self) -> StateStore:
@@ -59,7 +58,7 @@ def blocker(sweep: Sweep, run: Run) -> Optional[str]:
 
 def start(sweep: Sweep, run: Run, device: Optional[str] = None, log: Optional[str] = None):
     """Start ``run``; return (process, log handle or None). The run is recorded as running."""
-    env = {**os.environ, **sweep.env}
+    env = dict(os.environ)
     if device is not None:
         env["CUDA_VISIBLE_DEVICES"] = device
     handle = None
