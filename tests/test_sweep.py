@@ -225,3 +225,39 @@ def test_dry_run_prints_commands_and_runs_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("train.py --root") == 6 and "OPTIM.LR 0.1" in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_slurm_chains_group_each_training_run_with_its_tests_and_requeue_the_same_chain(tmp_path):
+    import submitit
+
+    from clipbayes.sweep.runners import Sweep
+    from clipbayes.sweep.slurm import ChainJob, Resources, chains
+
+    description = {"output": str(tmp_path / "out"), "seeds": [1, 2],
+                   "protocols": {"base2new": {"datasets": ["dtd"]}, "xd": {"targets": ["dtd", "eurosat"]}},
+                   "methods": [{"trainer": "CoOp", "config": "tiny"},
+                               {"trainer": "ZeroshotCLIP", "config": "tiny", "eval_only": True, "seeds": [1]}]}
+    sweep = Sweep(expand(description, ROOT), ROOT, str(tmp_path / "out"))
+    work = chains(sweep)
+    trained = [chain for chain in work if chain[0].kind == "train"]
+    assert len(trained) == 4  # base2new and xd training, 2 seeds
+    assert all(all(run.needs == chain[0].key for run in chain[1:]) for chain in trained)
+    assert sorted(len(chain) for chain in trained) == [2, 2, 3, 3]
+    assert sum(len(chain) for chain in work) == len(sweep.runs)
+    assert all(len(chain) == 1 for chain in work if chain[0].kind == "eval")
+    # a finished chain is not submitted again
+    first = trained[0]
+    for run in first:
+        folder = tmp_path / "out" / osp.relpath(run.output_dir, str(tmp_path / "out"))
+        (folder / "prompt_learner").mkdir(parents=True)
+        (folder / "prompt_learner" / f"model.pth.tar-{run.epochs}").write_text("")
+        (folder / "log.txt").write_text("* accuracy: 50.0%\n")
+    assert first not in chains(sweep) and len(chains(sweep)) == len(work) - 1
+    # on preemption submitit requeues the same callable on the same chain
+    job = ChainJob(sweep)
+    requeued = job.checkpoint(first)
+    assert isinstance(requeued, submitit.helpers.DelayedSubmission)
+    assert requeued.function is job and requeued.args == (first,)
+    parameters = Resources(partition="gpu", gpus_per_job=2, time_min=60, account="lab").parameters()
+    assert parameters["slurm_partition"] == "gpu" and parameters["gpus_per_node"] == 2
+    assert parameters["timeout_min"] == 60 and parameters["slurm_additional_parameters"] == {"account": "lab"}
