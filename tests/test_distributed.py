@@ -43,8 +43,21 @@ def run_on_two_ranks(tmp_path, job, *args) -> list:
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
-def _epoch_batches(data_size, batch, epochs, seed):
-    sampler = ddp.DistributedBatchSampler(RandomSampler(range(data_size)), batch, drop_last=True, seed=seed)
+def _sampler(kind, data_size, batch):
+    """Dassl's RandomSampler (torch's generator) or RandomClassSampler (Python's random and numpy)."""
+    if kind == "RandomSampler":
+        return RandomSampler(range(data_size))
+    from types import SimpleNamespace
+
+    from clipbayes.compat import import_dassl
+
+    import_dassl()
+    from dassl.data.samplers import RandomClassSampler
+    return RandomClassSampler([SimpleNamespace(label=i % 4) for i in range(data_size)], batch, n_ins=2)
+
+
+def _epoch_batches(kind, data_size, batch, epochs, seed):
+    sampler = ddp.DistributedBatchSampler(_sampler(kind, data_size, batch), batch, drop_last=True, seed=seed)
     batches = []
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
@@ -52,14 +65,16 @@ def _epoch_batches(data_size, batch, epochs, seed):
     return batches
 
 
-def test_sampler_gives_each_rank_its_slice_of_the_same_global_batches(tmp_path):
-    per_rank = run_on_two_ranks(tmp_path, _epoch_batches, 21, 4, 2, 7)
+@pytest.mark.parametrize("kind", ["RandomSampler", pytest.param("RandomClassSampler", marks=requires_dassl)])
+def test_sampler_gives_each_rank_its_slice_of_the_same_global_batches(tmp_path, kind):
+    per_rank = run_on_two_ranks(tmp_path, _epoch_batches, kind, 24, 4, 2, 7)
+    sampler = _sampler(kind, 24, 4)
     for epoch in range(2):
         with ddp.seeded(ddp.epoch_seed(7, epoch)):
-            order = list(RandomSampler(range(21)))  # the one-process order of this epoch
-        expected = [order[i:i + 4] for i in range(0, 20, 4)]  # Dassl's drop_last: 5 full batches
+            order = list(sampler)  # the one-process order of this epoch
+        expected = [order[i:i + 4] for i in range(0, len(order) - len(order) % 4, 4)]  # Dassl's drop_last
         got = [a + b for a, b in zip(per_rank[0][epoch], per_rank[1][epoch])]
-        assert got == expected
+        assert got == expected and len(got) == len(order) // 4
     assert per_rank[0][0] != per_rank[0][1]  # a new order every epoch
 
 

@@ -131,6 +131,7 @@ class DistributedBatchSampler(Sampler):
         self.epoch = epoch
 
     def __len__(self) -> int:
+        """Batches per epoch as Dassl's loader counts them (from ``len(sampler)``, an estimate for some)."""
         count = len(self.sampler)
         return count // self.global_batch if self.drop_last else -(-count // self.global_batch)
 
@@ -138,7 +139,8 @@ class DistributedBatchSampler(Sampler):
         with seeded(epoch_seed(self.seed, self.epoch)):
             order = list(self.sampler)
         start = rank() * self.local_batch
-        for index in range(len(self)):
+        full, rest = divmod(len(order), self.global_batch)  # the drawn order (an estimate of it is len(self))
+        for index in range(full if self.drop_last or not rest else full + 1):
             batch = order[index * self.global_batch:(index + 1) * self.global_batch]
             share = -(-len(batch) // world_size())  # a last, smaller batch (no drop_last) is split evenly
             yield batch[rank() * share:(rank() + 1) * share] if len(batch) < self.global_batch else \
