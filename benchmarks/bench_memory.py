@@ -25,7 +25,7 @@ import torch
 from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_trainers import run_isolated  # noqa: E402
+from bench_trainers import CONFIGS, run_isolated  # noqa: E402
 
 # row -> (bench_trainers configuration, training batch, L, precision, test batch): the official ImageNet settings
 # (configs/trainers/*/ and scripts/*/: CoOp vit_b16_ep50_ctxv1, CoCoOp vit_b16_c4_ep10_batch1_ctxv1, BayesianPrompt
@@ -97,6 +97,9 @@ def main(argv=None) -> int:
     print(tabulate(table, headers=["trainer", "batch", "L", "precision", "test batch",
                                    "train peak GiB" if cuda else "train+test", "test peak GiB" if cuda else ""]))
     print(f"total {time.perf_counter() - started:.0f} s")
+    uncovered = sorted(set(CONFIGS) - {config for config, *_ in ROWS.values()})
+    if uncovered:
+        print(f"configurations of bench_trainers.py without a paper setting here (add a row to ROWS): {uncovered}")
     return 0
 
 
