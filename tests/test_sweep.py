@@ -69,6 +69,7 @@ def script_runs(tmp_path_factory):
         "coop": record("coop", ["bash scripts/sweep.sh coop"] + [c.format("coop") for c in xd]),
         "cocoop": record("cocoop", ["bash scripts/sweep.sh cocoop"] + [c.format("cocoop") for c in xd]),
         "zsclip": record("zsclip", ["bash scripts/sweep.sh zsclip"]),
+        "dual_view": record("dual_view", ["bash scripts/dual_view/run_all.sh"]),
         "logit_prior": sorted(
             run for base in ("CoOp", "CoCoOp", "BayesianPrompt") for run in record(
                 f"lp_{base}", [f"bash scripts/sweep.sh logit_prior {' '.join(LOGIT_PRIOR_DATASETS)}"]
@@ -77,7 +78,7 @@ def script_runs(tmp_path_factory):
     return repo, runs
 
 
-@pytest.mark.parametrize("name", ["bayesian_prompt", "coop", "cocoop", "zsclip", "logit_prior"])
+@pytest.mark.parametrize("name", ["bayesian_prompt", "coop", "cocoop", "zsclip", "logit_prior", "dual_view"])
 def test_expansion_equals_the_scripts_runs(script_runs, name):
     repo, recorded = script_runs
     description = load_description(osp.join(ROOT, "configs", "sweeps", f"{name}.yaml"))
