@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "ftfy",
     "regex",
     "yacs",
+    "pyyaml",  # clipbayes-sweep reads sweep descriptions (also a dependency of yacs)
     "tabulate",
     "numpy",
     "pillow",
