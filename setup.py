@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "ftfy",
     "regex",
     "yacs",
+    "pyyaml",  # clipbayes-sweep reads sweep descriptions (also a dependency of yacs)
     "tabulate",
     "numpy",
     "pillow",
@@ -64,6 +65,7 @@ setup(
         "console_scripts": [
             "clipbayes-train=clipbayes.cli:main",
             "clipbayes-results=clipbayes.results:main",
+            "clipbayes-sweep=clipbayes.sweep.cli:main",
         ],
     },
 )

@@ -19,9 +19,11 @@ import sys
 import tempfile
 
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from clipbayes.compat import import_dassl
 from clipbayes.config import ConfigError, check_cfg, default_cfg
+from clipbayes.engine import distributed as ddp
 from clipbayes.modeling.clip_loader import UnknownBackboneError
 from clipbayes.registry import method_names
 
@@ -147,6 +149,8 @@ def check_output_dir(cfg, training: bool) -> None:
         if reached is not None:
             print(f"Output directory '{out}' holds an unfinished run ({reached}/{cfg.OPTIM.MAX_EPOCH} epochs): "
                   f"resuming it")
+    if not ddp.is_main():
+        return
     try:
         os.makedirs(out, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test"):
@@ -178,12 +182,15 @@ def run(argv: list[str] | None = None) -> None:
         args.opts = demo_options(args.trainer, args.output_dir or None) + list(args.opts or [])
     cfg = setup_cfg(args)
     training = not args.eval_only and not args.no_train
+    if ddp.launched_by_torchrun():
+        start_distributed(cfg)
     check_output_dir(cfg, training)
 
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
+    if ddp.is_main():  # one log.txt: rank 0's
+        setup_logger(cfg.OUTPUT_DIR)
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print("** Arguments **")
@@ -198,14 +205,25 @@ def run(argv: list[str] | None = None) -> None:
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
-        return
-    if not args.no_train:
+    elif not args.no_train:
         trainer.train()
-    if demo:
+    ddp.shutdown()
+    if demo and not args.eval_only:
         print(f"Demo finished; outputs in {cfg.OUTPUT_DIR}. The tiny CLIP is random, so accuracy near chance is "
               f"expected: use a real backbone and dataset for real numbers (README.md).")
 
 
+def start_distributed(cfg) -> None:
+    """Join torchrun's process group (clipbayes/engine/distributed.py); the global batch must split evenly."""
+    ddp.init_from_env(cfg.USE_CUDA)
+    try:
+        ddp.check_batch_size(cfg.DATALOADER.TRAIN_X.BATCH_SIZE)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    print(f"Distributed run: rank {ddp.rank()} of {ddp.world_size()}")
+
+
+@record
 def main(argv: list[str] | None = None) -> int:
     """Run train.py; bad input and known faults end with one clear message and a non-zero exit code:
     2 for command-line/config mistakes, 1 for data and numerical faults. With CLIPBAYES_DEBUG=1 the traceback is

@@ -41,8 +41,9 @@ def cache_key(cfg, precision: str, split: str, items) -> str:
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def cached_image_features(folder: str, key: str, compute):
-    """(features (N, E) float32, labels (N,)) from ``folder/<key>.pt``, or from ``compute()`` then stored."""
+def cached_image_features(folder: str, key: str, compute, write: bool = True):
+    """(features (N, E) float32, labels (N,)) from ``folder/<key>.pt``, or from ``compute()`` then stored
+    (by one process: ``write`` is False on the other ranks of a distributed run)."""
     path = osp.join(folder, f"{key}.pt")
     if osp.isfile(path):
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -50,6 +51,7 @@ def cached_image_features(folder: str, key: str, compute):
         return state["features"], state["labels"]
     features, labels = compute()
     state = {"features": features.float().cpu(), "labels": labels.cpu()}
-    atomic_write(path, lambda f: torch.save(state, f))
-    print(f"Image features stored in the cache {path}")
+    if write:
+        atomic_write(path, lambda f: torch.save(state, f))
+        print(f"Image features stored in the cache {path}")
     return state["features"], state["labels"]

@@ -22,7 +22,9 @@ from tqdm import tqdm
 
 from clipbayes.compat import import_dassl
 from clipbayes.engine import checkpoint as ckpt
+from clipbayes.engine import distributed as ddp
 from clipbayes.engine.feature_cache import cache_key, cached_image_features
+from clipbayes.engine.rng_state import RANK_RNG_STATES_KEY, RNG_STATE_KEY, capture_rng_state, restore_rng_state
 from clipbayes.engine.schedule import build_lr_scheduler
 from clipbayes.evaluation.report import PredictionCollector, Predictions
 from clipbayes.evaluation.reporter import EvaluationReporter
@@ -82,6 +84,27 @@ class PromptTrainer(TrainerX):
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
             self.register_model(LEARNER_NAME, learner, self.optim, self.sched)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
+        self.ddp_step = None
+        if ddp.world_size() > 1:
+            if self.is_trainable:
+                self.ddp_step = ddp.wrap_learner(self.model, self.device)
+            ddp.reseed_for_rank(cfg.SEED)
+            print(f"DistributedDataParallel on {ddp.world_size()} processes: learner synchronised, global batch "
+                  f"{cfg.DATALOADER.TRAIN_X.BATCH_SIZE} ({ddp.check_batch_size(cfg.DATALOADER.TRAIN_X.BATCH_SIZE)} "
+                  f"per process), rank r draws from seed SEED + r")
+
+    def build_data_loader(self):
+        super().build_data_loader()
+        if ddp.world_size() > 1:
+            self.train_loader_x = ddp.distributed_train_loader(self.train_loader_x, self.cfg.SEED)
+
+    def before_epoch(self):
+        if ddp.world_size() > 1:
+            self.train_loader_x.batch_sampler.set_epoch(self.epoch)
+
+    def init_writer(self, log_dir):
+        if ddp.is_main():  # one TensorBoard: rank 0's
+            super().init_writer(log_dir)
 
     @property
     def is_trainable(self) -> bool:
@@ -100,17 +123,19 @@ class PromptTrainer(TrainerX):
     def attach_train_features(self):
         """One pass over the training loader: its image features (N, E) and labels (N,) go to the model."""
         features, labels = [], []
-        for batch in tqdm(self.train_loader_x, desc="training-set image features"):
+        for batch in tqdm(self.train_loader_x, desc="training-set image features", disable=not ddp.is_main()):
             images, label = self.parse_batch_train(batch)
             with autocast(self.precision, self.device):
-                features.append(self.model.encode_images(images).float())
-            labels.append(label)
-        self.model.attach_train_features(torch.cat(features), torch.cat(labels))
+                features.append(self.model.encode_images(images).float().cpu())
+            labels.append(label.cpu())
+        parts = ddp.gather_objects((torch.cat(features), torch.cat(labels)))  # under torchrun: every rank's share
+        self.model.attach_train_features(torch.cat([f for f, _ in parts]).to(self.device),
+                                         torch.cat([y for _, y in parts]).to(self.device))
 
     def forward_backward(self, batch):
         images, labels = self.parse_batch_train(batch)
         with autocast(self.precision, self.device):
-            loss, scores, extras = self.model.train_loss(images, labels)
+            loss, scores, extras = (self.ddp_step or self.model.train_loss)(images, labels)
         if scores.shape[0] != labels.shape[0]:  # rows appended by the method (augmentation): score the real ones
             scores = scores[:labels.shape[0]]
         self.check_finite(loss)
@@ -144,7 +169,9 @@ class PromptTrainer(TrainerX):
     def test(self, split=None):
         """Evaluate as Dassl does, in two passes: image features of the split (:meth:`split_features`), then
         predictions from them in test batches (:meth:`predict_from_features`), reported by Dassl's evaluator; then
-        the calibration and selective-prediction report (:mod:`clipbayes.evaluation.reporter`)."""
+        the calibration and selective-prediction report (:mod:`clipbayes.evaluation.reporter`). Under torchrun
+        each process computes the test batches j = rank, rank + N, ... of both passes and the results are
+        gathered in batch order: the same numbers as one process; only rank 0 writes the report's files."""
         self.set_model_mode("eval")
         self.evaluator.reset()
         split, loader, items = self.evaluation_split(split)
@@ -163,7 +190,7 @@ class PromptTrainer(TrainerX):
 
     @functools.cached_property
     def reporter(self) -> EvaluationReporter:
-        return EvaluationReporter(self.cfg, self.dm.dataset, self.held_out_predictions)
+        return EvaluationReporter(self.cfg, self.dm.dataset, self.held_out_predictions, writes=ddp.is_main())
 
     @torch.no_grad()
     def held_out_predictions(self, split: str, items) -> Predictions:
@@ -190,40 +217,46 @@ class PromptTrainer(TrainerX):
         """Unit-norm image features (N, E) and labels (N,) of a split, on the CPU; read from and written to the
         feature cache when MODEL.CLIP.IMAGE_FEATURE_CACHE is set."""
         def compute():
-            features, labels = [], []
-            for batch in tqdm(loader):
+            shard, batch_indices = ddp.sharded_loader(loader)  # the same test batches as in one process
+            local = {}
+            for j, batch in zip(batch_indices, tqdm(shard, disable=not ddp.is_main())):
                 images, label = self.parse_batch_test(batch)
                 with autocast(self.precision, self.device):
-                    features.append(self.model.encode_images(images).float().cpu())
-                labels.append(label.cpu())
+                    local[j] = (self.model.encode_images(images).float().cpu(), label.cpu())
+            features, labels = zip(*ddp.gather_batches(local))
             return torch.cat(features), torch.cat(labels)
 
         cache_dir = self.cfg.MODEL.CLIP.IMAGE_FEATURE_CACHE
         if cache_dir:
-            return cached_image_features(cache_dir, cache_key(self.cfg, self.precision, split, items), compute)
+            key = cache_key(self.cfg, self.precision, split, items)
+            return cached_image_features(cache_dir, key, compute, write=ddp.is_main())
         return compute()
 
     def predict_from_features(self, features, batch_size, collector: PredictionCollector | None = None):
         """Scores (N, C) on the CPU (softmax = the predictive distribution) from image features (N, E), in batches,
-        with image-independent class features encoded once; each batch's scores (and Monte Carlo logits) also go
-        to ``collector``. Test-time sampling draws from the RNG seeded with SEED and restored afterwards: the same
-        weights give the same result at the end of training, with --eval-only and with cached features, and
-        training is unaffected."""
-        scores = []
+        with image-independent class features encoded once; each batch's scores (and Monte Carlo samples) also go
+        to ``collector``. Test-time sampling of batch j draws from the RNG seeded with (SEED, j), and draws shared
+        by the evaluation (TEST.MC_DRAWS per_evaluation) from one seeded with (SEED, -1); the RNG is restored
+        afterwards: the same weights give the same result at the end of training, with --eval-only, with cached
+        features and with any number of processes; training is unaffected."""
+        local = {}
         with contextlib.ExitStack() as stack:
-            stack.enter_context(self.model.evaluation_cache(self.cfg.TEST.MC_DRAWS))
-            if self.cfg.SEED >= 0:
-                stack.enter_context(torch.random.fork_rng(
-                    devices=[self.device] if self.device.type == "cuda" else []))
-                torch.manual_seed(self.cfg.SEED)
-            for start in range(0, len(features), batch_size):
-                batch = features[start:start + batch_size].to(self.device, self.model.dtype)
+            stack.enter_context(self.model.evaluation_cache(self.cfg.TEST.MC_DRAWS,
+                                                            ddp.evaluation_seed(self.cfg.SEED, -1)))
+            stack.enter_context(torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []))
+            for j in ddp.my_batches(-(-len(features) // batch_size)):
+                torch.manual_seed(ddp.evaluation_seed(self.cfg.SEED, j))
+                batch = features[j * batch_size:(j + 1) * batch_size].to(self.device, self.model.dtype)
                 with autocast(self.precision, self.device):
                     logits = self.model.predict_logits(batch).float()
-                batch_scores = predictive_scores(logits)
-                scores.append(batch_scores.cpu())
-                if collector is not None:
-                    collector.add(batch_scores, logits if logits.dim() == 3 else None)
+                scores = predictive_scores(logits)
+                part = PredictionCollector()
+                part.add(scores, logits if logits.dim() == 3 else None)
+                local[j] = (scores.cpu(), part)
+        scores, parts = zip(*ddp.gather_batches(local))
+        if collector is not None:
+            for part in parts:
+                collector.absorb(part)
         return torch.cat(scores)
 
     # --- training loop hooks -------------------------------------------------------------------------------------
@@ -236,6 +269,9 @@ class PromptTrainer(TrainerX):
 
     # --- checkpoints ----------------------------------------------------------------------------------------------
     def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
+        rng_states = ddp.gather_objects(capture_rng_state())  # every rank's, in rank order
+        if not ddp.is_main():  # one writer: rank 0
+            return
         for name in self.get_model_names():
             state = {
                 "state_dict": self._models[name].state_dict(),
@@ -243,7 +279,12 @@ class PromptTrainer(TrainerX):
                 "optimizer": self._optims[name].state_dict() if self._optims[name] is not None else None,
                 "scheduler": self._scheds[name].state_dict() if self._scheds[name] is not None else None,
                 "val_result": val_result,
+                RNG_STATE_KEY: rng_states[0],
             }
+            if len(rng_states) > 1:
+                state[RANK_RNG_STATES_KEY] = rng_states
+            if self.scaler is not None:
+                state["grad_scaler"] = self.scaler.state_dict()
             file_name = model_name or f"model.pth.tar-{epoch + 1}"
             ckpt.save_checkpoint(state, osp.join(directory, name), file_name)
             if is_best:
@@ -264,9 +305,29 @@ class PromptTrainer(TrainerX):
                 self._optims[name].load_state_dict(state["optimizer"])
             if self._scheds[name] is not None and state.get("scheduler") is not None:
                 self._scheds[name].load_state_dict(state["scheduler"])
+            if self.scaler is not None and state.get("grad_scaler") is not None:
+                self.scaler.load_state_dict(state["grad_scaler"])
             start_epoch = state["epoch"]
             print(f"Resumed {name} from {path} (epoch {start_epoch})")
+        self._restore_rng_state(state, path)
         return start_epoch
+
+    def _restore_rng_state(self, state, path):
+        """Restore the random states saved with the checkpoint, so the resumed epochs replay the uninterrupted
+        run's draws (clipbayes/engine/rng_state.py)."""
+        if RNG_STATE_KEY not in state:
+            print(f"Note: {path} holds no random-number states (written by an older version or by Dassl/CoOp); "
+                  f"training resumes from its weights, but the draws after the resume differ from an "
+                  f"uninterrupted run")
+            return
+        states = state.get(RANK_RNG_STATES_KEY) or [state[RNG_STATE_KEY]]
+        if len(states) != ddp.world_size():
+            print(f"Note: {path} was written by {len(states)} process(es) and is resumed by {ddp.world_size()}: "
+                  f"the random states are not restored, so the draws after the resume differ from an "
+                  f"uninterrupted run")
+            return
+        for note in restore_rng_state(states[ddp.rank()]):
+            print(f"Note: {note}")
 
     def load_model(self, directory, epoch=None):
         if not directory:

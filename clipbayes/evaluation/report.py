@@ -69,6 +69,12 @@ class PredictionCollector:
             self._mi.append(M.mutual_information(mc_logits, log_probs).float().cpu())
             self._mc_samples = mc_logits.shape[0]
 
+    def absorb(self, other: "PredictionCollector") -> None:
+        """Append the batches ``other`` collected (e.g. one test batch computed by another process)."""
+        self._log_probs += other._log_probs
+        self._mi += other._mi
+        self._mc_samples = max(self._mc_samples, other._mc_samples)
+
     def gather(self, labels: Tensor) -> Predictions:
         """The predictions of the batches added, in order, with their labels (N,)."""
         return Predictions(torch.cat(self._log_probs), labels.cpu(), torch.cat(self._mi) if self._mi else None,

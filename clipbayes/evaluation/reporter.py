@@ -40,8 +40,11 @@ def carried_temperature(model_dir: str) -> Optional[Temperature]:
 class EvaluationReporter:
     """Built once per trainer; ``report`` is called by every ``test()`` with the gathered predictions."""
 
-    def __init__(self, cfg, dataset, predict_items: PredictItems):
+    def __init__(self, cfg, dataset, predict_items: PredictItems, writes: bool = True):
+        """``writes``: print and write the report (False on every process but the first under torchrun, which
+        still takes part in the temperature fit's collective passes)."""
         self.cfg = cfg
+        self.writes = writes
         self.dataset = dataset  # Dassl's DatasetBase: train_x, val, test, classnames
         self.predict_items = predict_items
         self.recorder = EvaluationRecorder(current_log_file(cfg.OUTPUT_DIR))
@@ -74,6 +77,8 @@ class EvaluationReporter:
         info = {"trainer": self.cfg.TRAINER.NAME, "dataset": self.cfg.DATASET.NAME,
                 "classes": self.cfg.DATASET.SUBSAMPLE_CLASSES, "epoch": epoch, "model_dir": self.model_dir}
         record = make_record(predictions, split, info, temperature, note)
+        if not self.writes:
+            return
         save = split == "test" and self.cfg.TEST.SAVE_PREDICTIONS
         self.recorder.report(record, predictions if save else None,
                              [item.impath for item in self.dataset.test] if save else (),

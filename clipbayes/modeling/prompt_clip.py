@@ -94,6 +94,7 @@ class PromptCLIP(nn.Module):
                                      position) if (n_ctx or ctx_init) else None)
         self.learner: nn.Module | None = None  # set by the method
         self._evaluation_cache: dict[str, torch.Tensor] | None = None
+        self._draw_seed: int | None = None
         self._mc_draws = "per_batch"
 
     @property
@@ -121,16 +122,17 @@ class PromptCLIP(nn.Module):
 
     # --- evaluation cache: image-independent class features are encoded once per evaluation ---------------------
     @contextlib.contextmanager
-    def evaluation_cache(self, mc_draws: str = "per_batch"):
+    def evaluation_cache(self, mc_draws: str = "per_batch", draw_seed: int | None = None):
         """Within this block ``cached_text_features(fn)`` calls ``fn`` once and reuses its result, and so does
-        ``shared_draws(fn)`` when ``mc_draws`` (TEST.MC_DRAWS) is ``per_evaluation``."""
+        ``shared_draws(fn)`` when ``mc_draws`` (TEST.MC_DRAWS) is ``per_evaluation``; with ``draw_seed`` those
+        shared draws come from the RNG seeded with it (so they do not depend on which test batch asks first)."""
         if mc_draws not in MC_DRAWS:
             raise ValueError(f"TEST.MC_DRAWS must be one of {MC_DRAWS}, got '{mc_draws}'")
-        self._evaluation_cache, self._mc_draws = {}, mc_draws
+        self._evaluation_cache, self._mc_draws, self._draw_seed = {}, mc_draws, draw_seed
         try:
             yield
         finally:
-            self._evaluation_cache, self._mc_draws = None, "per_batch"
+            self._evaluation_cache, self._mc_draws, self._draw_seed = None, "per_batch", None
 
     def _cached(self, name: str, compute) -> torch.Tensor:
         if self._evaluation_cache is None:
@@ -147,7 +149,14 @@ class PromptCLIP(nn.Module):
         """Text features of Monte Carlo prompt draws that do not depend on the image, ``compute()`` (e.g. (1, L, C,
         E)): drawn and encoded once per evaluation and shared by every test image when TEST.MC_DRAWS is
         ``per_evaluation``; on every call (per test batch) when it is ``per_batch`` or outside an evaluation."""
-        return self._cached("draws", compute) if self._mc_draws == "per_evaluation" else compute()
+        if self._mc_draws != "per_evaluation":
+            return compute()
+        if self._draw_seed is None or "draws" in self._evaluation_cache:
+            return self._cached("draws", compute)
+        device = self.logit_scale.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self._draw_seed)
+            return self._cached("draws", compute)
 
     # --- the method contract ------------------------------------------------------------------------------------
     def train_logits(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> TrainOutput:
