@@ -201,8 +201,8 @@ def test_torchrun_writes_once_resumes_exactly_and_evaluates_as_one_process(tmp_p
     done = _torchrun(env, "train.py", "--output-dir", reference, *DEMO)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "DistributedDataParallel on 2 processes" in done.stdout
-    # Only rank 0 wrote: one log (a second writer would have rotated it), one TensorBoard file, one stdout.
-    assert sorted(os.listdir(reference)) == ["log.txt", "prompt_learner", "tensorboard"]
+    # Only rank 0 wrote: one log (a second writer would have rotated it), one metrics file, one TensorBoard file.
+    assert sorted(os.listdir(reference)) == ["log.txt", "metrics.json", "prompt_learner", "tensorboard"]
     assert len(os.listdir(osp.join(reference, "tensorboard"))) == 1
     assert done.stdout.count("Finish training") == 1
     assert len(_checkpoint(reference, 2)["rng_state_ranks"]) == 2

@@ -111,7 +111,8 @@ class TextEncoder(nn.Module):
 
     forward(embeddings (N, T, D), eot) -> features (N, E) = ln_final(x)[eot] @ text_projection, where ``eot`` is
     the (N,) EOT positions, or the :class:`LengthBuckets` of a set of C sequences when the N = S x C rows are S
-    copies of that set (row s * C + c holds sequence c). Each length bucket is one pass over its sequences cut to
+    copies of that set (row s * C + c holds sequence c), or (N, P) positions read from one pass at length T
+    (``encode_with_tokens``). Each length bucket is one pass over its sequences cut to
     the bucket's length l <= T (positional embedding and causal mask cut to l): the same features as one pass at
     length T. Within a bucket sequences are processed in chunks of at most ``chunk_size`` (0: all at once); with
     ``checkpointing`` the activations of each chunk are recomputed in the backward pass instead of stored.
@@ -160,6 +161,8 @@ class TextEncoder(nn.Module):
         return torch.cat(outputs)
 
     def forward(self, embeddings: torch.Tensor, eot: torch.Tensor | LengthBuckets) -> torch.Tensor:
+        if torch.is_tensor(eot) and eot.dim() == 2:  # (N, P) positions per sequence: one pass at the given length
+            return self._encode_chunks(embeddings, eot)
         buckets = eot if isinstance(eot, LengthBuckets) else LengthBuckets(eot)
         n_rows, n_seq = embeddings.shape[0], buckets.num_sequences
         if n_rows % n_seq:
@@ -182,7 +185,7 @@ class TextEncoder(nn.Module):
         after ln_final and text_projection, not normalised (``_encode`` reads any (N, P) index the same way).
         One length: the embeddings as given (ClassPrompts cuts them at the longest EOT), not bucketed."""
         index = torch.cat([eot.unsqueeze(1), positions.to(eot).expand(eot.shape[0], -1)], dim=1)
-        features = self._encode_chunks(embeddings, index)
+        features = self(embeddings, index)
         return features[:, 0], features[:, 1:]
 
     def encode_texts(self, texts: list[str]) -> torch.Tensor:

@@ -143,7 +143,7 @@ class PBPromptModel(PromptCLIP):
         flat = prompts.reshape(-1, *prompts.shape[-2:])
         eot = self.prompts.eot.repeat(ctx.shape[0])
         if not with_tokens:
-            return F.normalize(self.text_encoder(flat, eot), dim=-1).reshape(*ctx.shape[:2], -1), None
+            return F.normalize(self.text_encoder(flat, self.prompts.buckets), dim=-1).reshape(*ctx.shape[:2], -1), None
         features, tokens = self.text_encoder.encode_with_tokens(flat, eot, self.prompt_positions)
         return (F.normalize(features, dim=-1).reshape(*ctx.shape[:2], -1),
                 F.normalize(tokens, dim=-1).reshape(*ctx.shape[:3], -1))
