@@ -181,3 +181,22 @@ def test_rows_that_are_not_copies_of_the_set_are_refused(golden_clip):
     buckets = LengthBuckets(torch.tensor([3, 5, 9]))
     with pytest.raises(ValueError, match="not copies of a set of 3"):
         encoder(torch.zeros(4, 10, 64), buckets)
+
+
+def test_token_features_are_bucketed_exactly(golden_clip):
+    """(N, P) positions read per sequence: features and token features equal the one-length pass's."""
+    encoder = TextEncoder(golden_clip)
+    tokens = tokenize([f"a photo of a {n}." for n in LONG_NAMES])
+    eot = eot_positions(tokens)
+    embeddings = (encoder.embed(tokens) + 0.01 * torch.randn(len(LONG_NAMES), 77, 64,
+                  generator=torch.Generator().manual_seed(1))).requires_grad_(True)
+    positions = torch.arange(1, 5)
+    features, token_features = encoder.encode_with_tokens(embeddings, eot, positions)
+    index = torch.cat([eot.unsqueeze(1), positions.expand(len(LONG_NAMES), -1)], dim=1)
+    one = encoder(embeddings, LengthBuckets(index, max_buckets=1))
+    assert len(LengthBuckets(index).lengths) >= 3 and one.shape == (len(LONG_NAMES), 5, 64)
+    assert_float32_equal(features, one[:, 0])
+    assert_float32_equal(token_features, one[:, 1:])
+    (grad,) = torch.autograd.grad(token_features.sum() + features.sum(), embeddings)
+    (grad_one,) = torch.autograd.grad(one.sum(), embeddings)
+    assert_float32_equal(grad, grad_one)

@@ -69,7 +69,8 @@ def bucket_lengths(lengths: list[int], max_buckets: int = MAX_BUCKETS,
 
 
 class LengthBuckets(nn.Module):
-    """The sequences of one set (C EOT positions) grouped by length, computed once per set.
+    """The sequences of one set (C EOT positions, or (C, P) positions read per sequence) grouped by the length they
+    need (the last position read + 1), computed once per set.
 
     Iterating gives, per bucket k, the indices of its sequences (a slice of the permutation ``order`` sorting them
     by bucket) and its padded length ``lengths[k]``; ``inverse`` puts bucket-ordered outputs back in the original
@@ -80,7 +81,8 @@ class LengthBuckets(nn.Module):
 
     def __init__(self, eot: torch.Tensor, max_buckets: int = MAX_BUCKETS, tolerance: float = BUCKET_TOLERANCE):
         super().__init__()
-        lengths = (eot.detach().cpu().long() + 1)
+        read = eot.detach().cpu().long()
+        lengths = (read.amax(dim=-1) if read.dim() == 2 else read) + 1
         tops = bucket_lengths(lengths.tolist(), max_buckets, tolerance)
         bucket_of = torch.bucketize(lengths, torch.tensor(tops))
         order = torch.argsort(bucket_of, stable=True)
@@ -110,10 +112,9 @@ class TextEncoder(nn.Module):
     """The frozen CLIP text transformer applied to token embeddings.
 
     forward(embeddings (N, T, D), eot) -> features (N, E) = ln_final(x)[eot] @ text_projection, where ``eot`` is
-    the (N,) EOT positions, or the :class:`LengthBuckets` of a set of C sequences when the N = S x C rows are S
-    copies of that set (row s * C + c holds sequence c), or (N, P) positions read from one pass at length T
-    (``encode_with_tokens``). Each length bucket is one pass over its sequences cut to
-    the bucket's length l <= T (positional embedding and causal mask cut to l): the same features as one pass at
+    the (N,) EOT positions, or (N, P) positions to read (features (N, P, E); ``encode_with_tokens``), or the
+    :class:`LengthBuckets` of a set of C sequences when the N = S x C rows are S copies of that set (row s * C + c
+    holds sequence c). Each length bucket is one pass over its sequences cut to the bucket's length l <= T (positional embedding and causal mask cut to l): the same features as one pass at
     length T. Within a bucket sequences are processed in chunks of at most ``chunk_size`` (0: all at once); with
     ``checkpointing`` the activations of each chunk are recomputed in the backward pass instead of stored.
     """
@@ -161,29 +162,28 @@ class TextEncoder(nn.Module):
         return torch.cat(outputs)
 
     def forward(self, embeddings: torch.Tensor, eot: torch.Tensor | LengthBuckets) -> torch.Tensor:
-        if torch.is_tensor(eot) and eot.dim() == 2:  # (N, P) positions per sequence: one pass at the given length
-            return self._encode_chunks(embeddings, eot)
         buckets = eot if isinstance(eot, LengthBuckets) else LengthBuckets(eot)
         n_rows, n_seq = embeddings.shape[0], buckets.num_sequences
         if n_rows % n_seq:
             raise ValueError(f"{n_rows} text sequences are not copies of a set of {n_seq} (LengthBuckets)")
         copies = n_rows // n_seq
+        repeat = (copies,) + (1,) * (buckets.eot.dim() - 1)
         if len(buckets.lengths) == 1:  # one length: no regrouping
-            return self._encode_chunks(embeddings[:, :buckets.lengths[0]], buckets.eot.repeat(copies))
+            return self._encode_chunks(embeddings[:, :buckets.lengths[0]], buckets.eot.repeat(*repeat))
         sets = embeddings.reshape(copies, n_seq, *embeddings.shape[1:])
         outputs = []
         for index, length in buckets:  # a few buckets: (S, n_k, l_k, D) -> (S, n_k, E)
             group = sets[:, :, :length].index_select(1, index)
             features = self._encode_chunks(group.reshape(-1, length, group.shape[-1]),
-                                           buckets.eot[index].repeat(copies))
-            outputs.append(features.reshape(copies, index.shape[0], -1))
-        return torch.cat(outputs, dim=1).index_select(1, buckets.inverse).reshape(n_rows, -1)
+                                           buckets.eot[index].repeat(*repeat))
+            outputs.append(features.reshape(copies, index.shape[0], *features.shape[1:]))
+        return torch.cat(outputs, dim=1).index_select(1, buckets.inverse).reshape(n_rows, *outputs[0].shape[2:])
 
     def encode_with_tokens(self, embeddings: torch.Tensor, eot: torch.Tensor,
                            positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass: features (N, E) at the EOT tokens and token features (N, P, E) at ``positions`` (P,), both
-        after ln_final and text_projection, not normalised (``_encode`` reads any (N, P) index the same way).
-        One length: the embeddings as given (ClassPrompts cuts them at the longest EOT), not bucketed."""
+        after ln_final and text_projection, not normalised; length-bucketed as ``forward`` (the buckets of the
+        (N, 1 + P) positions read are computed on each call)."""
         index = torch.cat([eot.unsqueeze(1), positions.to(eot).expand(eot.shape[0], -1)], dim=1)
         features = self(embeddings, index)
         return features[:, 0], features[:, 1:]
