@@ -115,8 +115,9 @@ class TextEncoder(nn.Module):
     the (N,) EOT positions, or (N, P) positions to read (features (N, P, E); ``encode_with_tokens``), or the
     :class:`LengthBuckets` of a set of C sequences when the N = S x C rows are S copies of that set (row s * C + c
     holds sequence c). Each length bucket is one pass over its sequences cut to the bucket's length l <= T
-    (positional embedding and causal mask cut to l): the same features as one pass at length T. Within a bucket sequences are processed in chunks of at most ``chunk_size`` (0: all at once); with
-    ``checkpointing`` the activations of each chunk are recomputed in the backward pass instead of stored.
+    (positional embedding and causal mask cut to l): the same features as one pass at length T. Within a bucket
+    sequences are processed in chunks of at most ``chunk_size`` (0: all at once); with ``checkpointing`` the
+    activations of each chunk are recomputed in the backward pass instead of stored.
     """
 
     def __init__(self, clip_model, chunk_size: int = 0, checkpointing: bool = False):
