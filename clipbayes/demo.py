@@ -82,12 +82,13 @@ def ensure_demo_dataset(root: str) -> str:
 
 @DATASET_REGISTRY.register()
 class DemoShapes(DatasetBase):
-    """Four coloured shapes; split file in CoOp's format (relative path, label, class name)."""
+    """Four coloured shapes; split file in CoOp's format (relative path, label, class name). An empty
+    ``DATASET.ROOT`` means the cache folder (``$CLIPBAYES_CACHE``)."""
 
     dataset_dir = DEMO_DIR_NAME
 
     def __init__(self, cfg):
-        folder = ensure_demo_dataset(osp.abspath(osp.expanduser(cfg.DATASET.ROOT)))
+        folder = ensure_demo_dataset(osp.abspath(osp.expanduser(cfg.DATASET.ROOT or protocol.cache_root())))
         with open(osp.join(folder, DEMO_SPLIT_FILE)) as f:
             split = json.load(f)
 
@@ -98,11 +99,10 @@ class DemoShapes(DatasetBase):
         super().__init__(train_x=items("train"), val=items("val"), test=items("test"))
 
 
-def tiny_pipeline_options(trainer: str, output_dir: str | None) -> list[str]:
+def tiny_pipeline_options() -> list[str]:
     """Config overrides (``KEY VALUE`` pairs) of a seconds-long run on DemoShapes with a random tiny CLIP."""
-    opts = [
+    return [
         "DATASET.NAME", "DemoShapes",
-        "DATASET.ROOT", protocol.cache_root(),
         "MODEL.BACKBONE.NAME", "tiny-vit",
         "OPTIM.NAME", "sgd", "OPTIM.LR", "0.02", "OPTIM.MAX_EPOCH", "4", "OPTIM.LR_SCHEDULER", "cosine",
         "OPTIM.WARMUP_EPOCH", "1", "OPTIM.WARMUP_TYPE", "constant", "OPTIM.WARMUP_CONS_LR", "1e-3",
@@ -112,9 +112,6 @@ def tiny_pipeline_options(trainer: str, output_dir: str | None) -> list[str]:
         "INPUT.PIXEL_MEAN", "[0.48145466, 0.4578275, 0.40821073]",
         "INPUT.PIXEL_STD", "[0.26862954, 0.26130258, 0.27577711]",
     ]
-    if output_dir is None:  # a fresh folder per demo run, so a rerun never meets a finished run
-        opts += ["OUTPUT_DIR", osp.join("output", "demo", trainer, time.strftime("%Y%m%d-%H%M%S"))]
-    return opts
 
 
 def run_demo(trainer: str, seed: int | None, output_dir: str | None, options: list[str], root: str | None,
