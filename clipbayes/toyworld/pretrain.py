@@ -38,7 +38,7 @@ EVAL_WORLD_SEED = 5000
 
 @dataclass
 class PretrainConfig:
-    steps: int = 1000
+    steps: int = 1600
     batch_size: int = 256
     pool_size: int = 60_000
     lr: float = 1e-3

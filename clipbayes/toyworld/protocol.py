@@ -9,8 +9,11 @@ For a trainer and a seed, every run goes through ``clipbayes.cli.run`` (the code
 * ``test_shift``: the trained prompts on the base classes rendered in the ``shift`` style (tinted, cluttered
   backgrounds never seen in pre-training): domain generalisation with the classes held fixed.
 
-A trainer without parameters (zero-shot CLIP) evaluates directly in each run. The method's own config keys keep
-their defaults; the options below set only what every method shares (backbone, input, data, optimiser).
+A trainer without parameters (zero-shot CLIP) evaluates directly in each run. :func:`shared_options` set what every
+method shares (backbone, input, data, optimiser). A method whose cost per step differs a lot (image-conditioned
+prompts, Monte Carlo samples) can fit the protocol's budget with ``configs/trainers/<Name>/toy.yaml``: it is
+passed as ``--config-file``, and every key it sets wins over the shared options; the method's other keys keep
+their defaults.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ import os
 import os.path as osp
 import sys
 from typing import Callable, Dict, List, Optional, Sequence
+
+import yaml
 
 from clipbayes.results import harmonic_mean, parse_log
 from clipbayes.toyworld.model import PIXEL_MEAN, PIXEL_STD
@@ -41,11 +46,39 @@ def shared_options(root: Optional[str] = None) -> List[str]:
         "MODEL.BACKBONE.NAME", "toyclip",
         "INPUT.SIZE", "(32, 32)", "INPUT.INTERPOLATION", "bicubic", "INPUT.TRANSFORMS", "('random_flip', 'normalize')",
         "INPUT.PIXEL_MEAN", str(list(PIXEL_MEAN)), "INPUT.PIXEL_STD", str(list(PIXEL_STD)),
-        "OPTIM.NAME", "sgd", "OPTIM.LR", "0.02", "OPTIM.MAX_EPOCH", "10", "OPTIM.LR_SCHEDULER", "cosine",
+        "OPTIM.NAME", "sgd", "OPTIM.LR", "0.002", "OPTIM.MAX_EPOCH", "10", "OPTIM.LR_SCHEDULER", "cosine",
         "OPTIM.WARMUP_EPOCH", "1", "OPTIM.WARMUP_TYPE", "constant", "OPTIM.WARMUP_CONS_LR", "1e-4",
-        "DATALOADER.TRAIN_X.BATCH_SIZE", "100", "DATALOADER.TEST.BATCH_SIZE", "500", "DATALOADER.NUM_WORKERS", "0",
-        "TRAIN.PRINT_FREQ", "8", "TEST.FINAL_MODEL", "last_step",
+        "DATALOADER.TRAIN_X.BATCH_SIZE", "32", "DATALOADER.TEST.BATCH_SIZE", "500", "DATALOADER.NUM_WORKERS", "0",
+        "TRAIN.PRINT_FREQ", "25", "TEST.FINAL_MODEL", "last_step",
     ]
+
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def toy_config_file(trainer: str) -> Optional[str]:
+    """``configs/trainers/<trainer>/toy.yaml`` of the repository, when the method has one."""
+    path = osp.join(REPO_ROOT, "configs", "trainers", trainer, "toy.yaml")
+    return path if osp.isfile(path) else None
+
+
+def _keys_set(node: dict, prefix: str = "") -> set:
+    keys = set()
+    for name, value in (node or {}).items():
+        keys |= _keys_set(value, f"{prefix}{name}.") if isinstance(value, dict) else {prefix + name}
+    return keys
+
+
+def trainer_options(trainer: str, root: Optional[str] = None) -> List[str]:
+    """Command-line arguments of ``trainer``'s runs: its toy.yaml (if any) and the shared options it does not set."""
+    path = toy_config_file(trainer)
+    if path is None:
+        return shared_options(root)
+    with open(path) as handle:
+        overridden = _keys_set(yaml.safe_load(handle))
+    shared = shared_options(root)
+    pairs = [(shared[i], shared[i + 1]) for i in range(0, len(shared), 2) if shared[i] not in overridden]
+    return ["--config-file", path] + [item for pair in pairs for item in pair]
 
 
 def _data_options(run: str) -> List[str]:
@@ -61,7 +94,7 @@ def run_protocol(trainer: str, seed: int, output_dir: str, run_cli: Callable[[Li
     ``run_cli(argv)`` runs ``train.py``'s code on a command line; ``extra_options`` are ``KEY VALUE`` pairs
     applied to every run after the shared ones; ``quiet`` keeps the runs' output in their logs only. Returns accuracies (%): ``base``, ``new``, ``hm``, ``shift``.
     """
-    options = shared_options(root) + list(extra_options)
+    options = trainer_options(trainer, root) + list(extra_options)
     base_dir = osp.join(output_dir, "train_base")
     results = {}
     for run in RUNS:
