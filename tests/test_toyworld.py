@@ -161,7 +161,8 @@ def test_demo_prints_base_new_and_hm_beside_zero_shot(tmp_path):
         r"^(zero-shot CLIP|CoOp)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", proc.stdout, re.M)}
     assert set(rows) == {"zero-shot CLIP", "CoOp"}, proc.stdout[-2000:]
     base, new, hm, _ = rows["zero-shot CLIP"]
-    assert base > 20 and new > 20 and hm == pytest.approx(2 * base * new / (base + new), abs=0.06)
+    assert base > 60 and new > 60  # measured 75.8 / 77.5; chance 2%
+    assert hm == pytest.approx(2 * base * new / (base + new), abs=0.06)
     for run in ("train_base", "test_new", "test_shift"):
         assert (out / "CoOp" / run / "log.txt").is_file() and (out / "ZeroshotCLIP" / run / "log.txt").is_file()
     again = subprocess.run([sys.executable, "train.py", "--trainer", "CoOp", "--output-dir", str(out),

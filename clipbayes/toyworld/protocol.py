@@ -31,7 +31,8 @@ from clipbayes.toyworld.model import PIXEL_MEAN, PIXEL_STD
 NUM_SHOTS = 16
 RUNS = ("train_base", "test_new", "test_shift")
 # run -> (dataset, classes kept)
-RUN_DATA = {"train_base": ("ToyWorld", "base"), "test_new": ("ToyWorld", "new"), "test_shift": ("ToyWorldShift", "base")}
+RUN_DATA = {"train_base": ("ToyWorld", "base"), "test_new": ("ToyWorld", "new"),
+            "test_shift": ("ToyWorldShift", "base")}
 
 
 def cache_root() -> str:
@@ -92,7 +93,8 @@ def run_protocol(trainer: str, seed: int, output_dir: str, run_cli: Callable[[Li
     """Run (or, for runs already finished in ``output_dir``, read) the protocol of ``trainer`` at ``seed``.
 
     ``run_cli(argv)`` runs ``train.py``'s code on a command line; ``extra_options`` are ``KEY VALUE`` pairs
-    applied to every run after the shared ones; ``quiet`` keeps the runs' output in their logs only. Returns accuracies (%): ``base``, ``new``, ``hm``, ``shift``.
+    applied to every run after the shared ones; ``quiet`` keeps the runs' output in their logs only. Returns
+    accuracies (%): ``base``, ``new``, ``hm``, ``shift``.
     """
     options = trainer_options(trainer, root) + list(extra_options)
     base_dir = osp.join(output_dir, "train_base")
