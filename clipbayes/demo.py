@@ -125,13 +125,11 @@ def run_demo(trainer: str, seed: int | None, output_dir: str | None, options: li
     started = time.time()
     print(f"Toy-world demo of {trainer} (seed {seed}): {protocol.NUM_SHOTS} sketch-style shots of each of the 50 "
           f"base classes, the shipped toy CLIP; runs in {output_dir}", flush=True)
-    zero_shot = protocol.run_protocol("ZeroshotCLIP", seed, osp.join(output_dir, "ZeroshotCLIP"), run_cli,
-                                      root=root, quiet=True)
-    if trainer == "ZeroshotCLIP":
-        trained = zero_shot
-    else:
-        trained = protocol.run_protocol(trainer, seed, osp.join(output_dir, trainer), run_cli, options, root=root,
-                                        quiet=True)
+    # the trainer first, so that a bad option fails before anything else has run
+    trained = protocol.run_protocol(trainer, seed, osp.join(output_dir, trainer), run_cli, options, root=root,
+                                    quiet=True)
+    zero_shot = trained if trainer == "ZeroshotCLIP" else protocol.run_protocol(
+        "ZeroshotCLIP", seed, osp.join(output_dir, "ZeroshotCLIP"), run_cli, root=root, quiet=True)
     rows = [("zero-shot CLIP", zero_shot)] + ([(trainer, trained)] if trainer != "ZeroshotCLIP" else [])
     width = max(len(name) for name, _ in rows)
     print(f"\n{'':{width}}   base    new     HM   shift (base classes, shifted style)")
