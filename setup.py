@@ -59,6 +59,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["clipbayes", "clipbayes.*"]),
+    package_data={"clipbayes.toyworld": ["toyclip.pt", "toyclip.sha256"]},  # the shipped toy CLIP
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

@@ -51,7 +51,7 @@ if dassl_available():  # the registry's trainers, the CLI and the demo import Da
 
     from clipbayes.cli import build_parser, setup_cfg
     from clipbayes.config import default_cfg
-    from clipbayes.demo import demo_options
+    from clipbayes.demo import tiny_pipeline_options
     from clipbayes.modeling.clip_loader import build_tiny_clip
     from clipbayes.modeling.precision import apply_precision, autocast
     from clipbayes.registry import list_methods
@@ -190,9 +190,9 @@ def test_prediction_agrees_with_fp32(name, prec):
 
 # --- the trainer's GradScaler step -----------------------------------------------------------------------------------
 def build_trainer(name: str, prec: str, output_dir: str):
-    """The Dassl trainer of the embedded demo (tiny CLIP, synthetic data) at precision ``prec``."""
+    """The Dassl trainer of the DemoShapes tiny pipeline (tiny CLIP, synthetic data) at precision ``prec``."""
     node = method_spec(name).node
-    args = build_parser().parse_args(["--trainer", name, "--output-dir", output_dir, *demo_options(name, output_dir),
+    args = build_parser().parse_args(["--trainer", name, "--output-dir", output_dir, *tiny_pipeline_options(),
                                       f"TRAINER.{node}.PREC", prec])
     return dassl_build_trainer(setup_cfg(args))
 

@@ -88,17 +88,17 @@ def test_global_batch_must_split_evenly(monkeypatch):
 # --- one training step: the averaged gradient of 2 ranks = the one-process gradient of the global batch -----------
 
 def _trainer(trainer_name, output_dir):
-    """The demo run's trainer, built as train.py builds it (imports here: Dassl may be absent)."""
+    """The DemoShapes tiny-pipeline trainer, built as train.py builds it (imports here: Dassl may be absent)."""
     from clipbayes.cli import build_parser, setup_cfg
     from clipbayes.compat import import_dassl
-    from clipbayes.demo import demo_options
+    from clipbayes.demo import tiny_pipeline_options
 
     import_dassl()
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
 
     args = build_parser().parse_args(["--trainer", trainer_name, "--seed", "1", "--output-dir", output_dir])
-    args.opts = demo_options(trainer_name, output_dir)
+    args.opts = tiny_pipeline_options()
     cfg = setup_cfg(args)
     set_random_seed(cfg.SEED)
     return build_trainer(cfg)
@@ -172,6 +172,13 @@ RESULT_LINE = re.compile(r"^\* (total|correct|accuracy|error|macro_f1): .*$", re
 
 
 def _torchrun(env, script, *args, processes=WORLD):
+    """Run ``script`` under torchrun; a train.py command line without a dataset (which would be the toy-world demo) gets
+    the DemoShapes tiny pipeline, inserted before the command's own keys so that they win."""
+    from clipbayes.demo import tiny_pipeline_options
+
+    if "--trainer" in args and "DATASET.NAME" not in args and "--config-file" not in args:
+        first_key = next((i for i, a in enumerate(args) if re.match(r"^[A-Z][A-Z_]*\.[A-Z]", a)), len(args))
+        args = (*args[:first_key], *tiny_pipeline_options(), *args[first_key:])
     command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), script] \
         if processes > 1 else [script]
     return subprocess.run([sys.executable, *command, *args], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -2,7 +2,8 @@
 
 Importing this package registers: ImageNet, Caltech101, OxfordPets, StanfordCars, OxfordFlowers, Food101,
 FGVCAircraft, SUN397, DescribableTextures, EuroSAT, UCF101, ImageNetV2, ImageNetSketch, ImageNetA, ImageNetR,
-ImageFolderDataset and CSVDataset. Call :func:`add_dataset_config` on the config before merging yaml files.
+ImageFolderDataset and CSVDataset, and the procedural toy world (ToyWorld, ToyWorldShift, ToyWorldPhoto;
+clipbayes.toyworld). Call :func:`add_dataset_config` on the config before merging yaml files.
 See DATASETS.md for the on-disk layout, and ``python -m clipbayes.datasets.check`` to verify a data root.
 """
 from clipbayes.compat import import_dassl
@@ -21,6 +22,7 @@ from .custom import CSVDataset, ImageFolderDataset  # noqa: E402
 from .sources import BENCHMARKS, SOURCES  # noqa: E402
 from .subsample import subsample_classes  # noqa: E402
 from .fewshot import fewshot_subset  # noqa: E402
+from clipbayes.toyworld.dataset import ToyWorld, ToyWorldPhoto, ToyWorldShift  # noqa: E402,F401  (registers them)
 
 READERS = {
     cls.__name__: cls for cls in (

@@ -5,7 +5,8 @@
     ``ViT-L/14``, ``ViT-L/14@336px``): the TorchScript archive is read from the cache directory, or downloaded into
     it and its SHA-256 checked;
   * a path to a local file: an OpenAI TorchScript archive or a plain state dict (``torch.save``);
-  * ``tiny-vit`` / ``tiny-rn``: a small randomly initialised CLIP for tests and the demo (deterministic).
+  * ``tiny-vit`` / ``tiny-rn``: a small randomly initialised CLIP for tests (deterministic);
+  * ``toyclip``: the tiny CLIP pre-trained on the toy world, shipped in the package (docs/toyworld.md).
 It always returns an fp32 ``clip.model.CLIP`` on the CPU in eval mode; precision and device are applied by the
 trainer (see :mod:`clipbayes.modeling.precision`).
 """
@@ -22,6 +23,7 @@ import warnings
 import torch
 
 from clipbayes.compat import import_clip
+from clipbayes.toyworld.model import load_toyclip
 
 # OpenAI release files: name -> (file name, SHA-256). The download URL is built from them.
 OPENAI_MODELS = {
@@ -48,6 +50,9 @@ TINY_MODELS = {
                     transformer_heads=1, transformer_layers=2),
 }
 
+# Pre-trained models shipped inside the package: name -> loader returning an fp32 eval-mode clip.model.CLIP.
+PACKAGED_MODELS = {"toyclip": load_toyclip}
+
 
 class CLIPLoadError(RuntimeError):
     """A CLIP model could not be loaded; the message says what was expected and how to fix it."""
@@ -63,7 +68,7 @@ def default_cache_dir() -> str:
 
 
 def available_backbones() -> list[str]:
-    return list(OPENAI_MODELS) + list(TINY_MODELS)
+    return list(OPENAI_MODELS) + list(PACKAGED_MODELS) + list(TINY_MODELS)
 
 
 def sha256_of(path: str) -> str:
@@ -145,6 +150,8 @@ def load_clip(spec: str, cache_dir: str | None = None):
     clip = import_clip()
     if spec in TINY_MODELS:
         return build_tiny_clip(spec)
+    if spec in PACKAGED_MODELS:
+        return PACKAGED_MODELS[spec]()
     if spec in OPENAI_MODELS:
         path = _download_openai(spec, cache_dir or default_cache_dir())
     elif osp.isfile(osp.expanduser(spec)):

@@ -1,0 +1,174 @@
+"""The toy world: deterministic rendering, the datasets through CoOp's reader path, the shipped toy CLIP (checksum,
+zero-shot accuracy), a few pre-training steps, and the demo end to end through train.py."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from support import ROOT, requires_dassl
+
+from clipbayes.toyworld import world
+from clipbayes.toyworld.captions import CaptionSampler, all_captions
+
+# Stated thresholds for the shipped checkpoint on the fixed sample below (chance: 1% among 100 classes).
+SEEN_PHOTO_MIN, HELD_OUT_PHOTO_MIN, SEEN_SKETCH_MIN = 80.0, 30.0, 40.0
+
+
+def test_rendering_is_a_pure_function_of_label_style_and_seed():
+    for style in world.STYLES:
+        first = np.asarray(world.render(37, style, 1234))
+        assert first.shape == (32, 32, 3) and first.dtype == np.uint8
+        assert np.array_equal(first, np.asarray(world.render(37, style, 1234)))
+        assert not np.array_equal(first, np.asarray(world.render(37, style, 1235)))
+    seeds = {world.image_seed(label, style, index, 0) for label in range(100) for style in world.STYLES
+             for index in range(50)}
+    assert len(seeds) == 100 * len(world.STYLES) * 50
+
+
+def test_classes_and_held_out_latin_square():
+    names = world.class_names()
+    assert len(names) == len(set(names)) == 100 and names[0] == "red circle" and names[12] == "yellow square"
+    held = sorted(world.HELD_OUT)
+    assert len(held) == 20
+    assert Counter(world.colour_of(l) for l in held) == {c: 2 for c in range(10)}
+    assert Counter(world.shape_of(l) for l in held) == {s: 2 for s in range(10)}
+    assert sum(l < 50 for l in held) == 10  # as many held-out classes among base (shapes 0-4) as among new
+    assert set(world.seen_labels()) | world.HELD_OUT == set(range(100))
+
+
+def test_caption_masks_mark_every_caption_that_describes_an_image():
+    sampler = CaptionSampler()
+    captions = all_captions()
+    labels = torch.tensor([0, 0, 11, 1])  # red circle, red circle, orange square, orange circle
+    pick = {text: i for i, text in enumerate(c.text for c in captions)}
+    ids = torch.tensor([pick["a photo of a red circle."], pick["a red object."], pick["a square."],
+                        pick["a photo of a orange circle."]])
+    expected = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.bool)
+    assert torch.equal(sampler.describes(labels, ids), expected)
+
+
+@requires_dassl
+def test_dataset_goes_through_the_coop_reader(tmp_path, monkeypatch):
+    from clipbayes.config import default_cfg
+    from clipbayes.toyworld import dataset as toy
+    from dassl.data.datasets import DATASET_REGISTRY
+
+    monkeypatch.setattr(toy.ToyWorld, "parts", {"train": 3, "val": 2, "test": 2})
+    monkeypatch.setattr(toy.ToyWorldShift, "parts", {"test": 1})
+
+    def build(name, subsample, shots=2):
+        cfg = default_cfg()
+        cfg.DATASET.NAME, cfg.DATASET.ROOT, cfg.DATASET.NUM_SHOTS = name, str(tmp_path), shots
+        cfg.DATASET.SUBSAMPLE_CLASSES, cfg.SEED = subsample, 1
+        return DATASET_REGISTRY.get(name)(cfg)
+
+    base = build("ToyWorld", "base")
+    folder = tmp_path / "toyworld"
+    assert (folder / "split_zhou_ToyWorld.json").is_file()
+    assert (folder / "split_fewshot" / "shot_2-seed_1.pkl").is_file()
+    assert base.num_classes == 50 and len(base.train_x) == 100 and len(base.test) == 100
+    assert {world.shape_of(world.class_names().index(d.classname)) for d in base.train_x} == {0, 1, 2, 3, 4}
+    new = build("ToyWorld", "new")
+    assert new.classnames[0] == "red hexagon" and {d.label for d in new.test} == set(range(50))
+    assert {world.shape_of(world.class_names().index(d.classname)) for d in new.test} == {5, 6, 7, 8, 9}
+    again = build("ToyWorld", "base")  # read back from the split file and the few-shot cache
+    assert [d.impath for d in again.train_x] == [d.impath for d in base.train_x]
+    png = np.asarray(Image.open(base.train_x[0].impath))
+    label = world.class_names().index(base.train_x[0].classname)
+    index = int(osp.basename(base.train_x[0].impath)[len("train_"):-4])
+    assert np.array_equal(png, np.asarray(world.render(label, "sketch", world.image_seed(label, "sketch", index,
+                                                                                          toy.DATASET_WORLD_SEED))))
+    shift = build("ToyWorldShift", "all")
+    assert len(shift.test) == 100 and shift.classnames == world.class_names()
+
+
+def _sample(labels, style, per_class=4):
+    from clipbayes.toyworld.pretrain import EVAL_WORLD_SEED, to_tensor
+
+    images, targets = [], []
+    for label in labels:
+        for index in range(per_class):
+            images.append(world.render(label, style, world.image_seed(label, style, index, EVAL_WORLD_SEED + 1)))
+            targets.append(label)
+    return to_tensor(images), torch.tensor(targets)
+
+
+def test_shipped_checkpoint_loads_with_checksum_and_knows_the_world(tmp_path):
+    from clipbayes.modeling.clip_loader import load_clip
+    from clipbayes.toyworld.model import CHECKPOINT_PATH, ToyCLIPError, load_toyclip, zero_shot_accuracy
+
+    assert osp.getsize(CHECKPOINT_PATH) <= 5 * 1024 * 1024
+    model = load_clip("toyclip")
+    assert type(model).__name__ == "CLIP" and model.visual.input_resolution == 32
+    assert model.logit_scale.exp().item() == pytest.approx(100.0, rel=1e-3)
+    names = world.class_names()
+    seen = [l for l in world.seen_labels() if l % 3 == 0]
+    accuracy = {
+        "seen photo": zero_shot_accuracy(model, *_sample(seen, "photo"), names),
+        "held-out photo": zero_shot_accuracy(model, *_sample(sorted(world.HELD_OUT), "photo"), names),
+        "seen sketch": zero_shot_accuracy(model, *_sample(seen, "sketch"), names),
+    }
+    assert accuracy["seen photo"] >= SEEN_PHOTO_MIN, accuracy
+    assert accuracy["held-out photo"] >= HELD_OUT_PHOTO_MIN, accuracy
+    assert accuracy["seen sketch"] >= SEEN_SKETCH_MIN, accuracy
+
+    corrupt = tmp_path / "toyclip.pt"
+    data = bytearray(open(CHECKPOINT_PATH, "rb").read())
+    data[len(data) // 2] ^= 1
+    corrupt.write_bytes(bytes(data))
+    shutil.copy(osp.splitext(CHECKPOINT_PATH)[0] + ".sha256", tmp_path / "toyclip.sha256")
+    with pytest.raises(ToyCLIPError, match="does not match its SHA-256"):
+        load_toyclip(str(corrupt))
+
+
+def test_pretraining_lowers_the_loss_and_the_compact_checkpoint_round_trips(tmp_path):
+    from clipbayes.toyworld.model import build_toyclip, compact_state, load_toyclip, save_compact
+    from clipbayes.toyworld.pretrain import PretrainConfig, pretrain
+
+    config = PretrainConfig(steps=12, batch_size=48, pool_size=240, lr=2e-3, warmup=2, log_every=100)
+    model, token_ids, losses = pretrain(config, log=lambda line: None)
+    assert np.mean(losses[-3:]) < losses[0] - 0.1, losses
+    initial = build_toyclip(config.seed).token_embedding.weight
+    changed = (model.token_embedding.weight != initial).any(dim=1).nonzero().flatten()
+    assert set(changed.tolist()) <= set(token_ids.tolist())  # only the rows the captions use were trained
+    path = str(tmp_path / "toy.pt")
+    save_compact(path, compact_state(model, token_ids, config.seed, {"config": {}}))
+    loaded = load_toyclip(path)
+    expected = {name: tensor.half().float() for name, tensor in model.state_dict().items() if name != "logit_scale"}
+    untrained = torch.ones(len(initial), dtype=torch.bool)
+    untrained[token_ids] = False
+    expected["token_embedding.weight"][untrained] = initial[untrained].detach()  # stored nowhere, rebuilt exactly
+    for name, tensor in expected.items():
+        assert torch.equal(loaded.state_dict()[name].float(), tensor), name
+
+
+@requires_dassl
+def test_demo_prints_base_new_and_hm_beside_zero_shot(tmp_path):
+    env = {**os.environ, "CLIPBAYES_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1",
+           "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "train.py", "--trainer", "CoOp", "--output-dir", str(out),
+                           "OPTIM.MAX_EPOCH", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {m.group(1).strip(): [float(v) for v in m.groups()[1:]] for m in re.finditer(
+        r"^(zero-shot CLIP|CoOp)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", proc.stdout, re.M)}
+    assert set(rows) == {"zero-shot CLIP", "CoOp"}, proc.stdout[-2000:]
+    base, new, hm, _ = rows["zero-shot CLIP"]
+    assert base > 60 and new > 60  # measured 75.8 / 77.5; chance 2%
+    assert hm == pytest.approx(2 * base * new / (base + new), abs=0.06)
+    for run in ("train_base", "test_new", "test_shift"):
+        assert (out / "CoOp" / run / "log.txt").is_file() and (out / "ZeroshotCLIP" / run / "log.txt").is_file()
+    again = subprocess.run([sys.executable, "train.py", "--trainer", "CoOp", "--output-dir", str(out),
+                            "OPTIM.MAX_EPOCH", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and re.search(r"^CoOp\s+" + r"\s+".join(f"{v:.1f}" for v in rows["CoOp"]),
+                                               again.stdout, re.M), again.stdout[-2000:]
