@@ -6,7 +6,7 @@
 Stages, each in its own processes with a share of the time budget (a stage with no time left is reported NOT RUN):
   tests  ``python -m pytest -m cuda tests/test_cuda.py``: low-precision training steps and predictions of every
          registered method against fp32, the GradScaler step, draws on the device, no host-device traffic in a step;
-  e2e    every registered method (``clipbayes.registry.list_methods()``) through ``train.py`` on the embedded demo
+  e2e    every registered method (``clipbayes.registry.list_methods()``) through ``train.py`` on the tiny DemoShapes pipeline
          (tiny CLIP) with ``TRAINER.<NODE>.PREC`` fp16, amp and bf16: exit status 0, a test accuracy, no fallback;
   bench  ``benchmarks/bench_trainers.py`` on a randomly initialised ViT-B/16, C = 1000, B = 4, L = 10, fp16: s/step,
          test img/s and peak CUDA memory of every configuration but the conditional BayesianPrompt ones (every
@@ -121,6 +121,8 @@ def stage_tests(report: Report, budget: Budget, out: str) -> None:
 
 
 def stage_e2e(report: Report, budget: Budget, out: str) -> None:
+    from clipbayes.demo import tiny_pipeline_options  # needs Dassl, checked before the stages run
+
     seconds = budget.for_stage("e2e")
     if seconds < 10:
         return report.add("NOT RUN", "train.py end to end", "no time left")
@@ -134,7 +136,7 @@ def stage_e2e(report: Report, budget: Budget, out: str) -> None:
             folder = osp.join(out, "e2e", f"{name}-{prec}")
             log = open(folder + ".log", "w")
             proc = subprocess.Popen([sys.executable, "train.py", "--trainer", name, "--output-dir", folder,
-                                     f"TRAINER.{node}.PREC", prec], cwd=REPO, env=environment(out), stdout=log,
+                                     *tiny_pipeline_options(), f"TRAINER.{node}.PREC", prec], cwd=REPO, env=environment(out), stdout=log,
                                     stderr=subprocess.STDOUT, text=True)
             running.append((proc, log, name, prec, time.monotonic()))
         time.sleep(0.5)

@@ -182,7 +182,7 @@ def test_interrupted_run_resumes_and_finished_run_is_refused(tmp_path, env):
 
 def test_bad_command_lines_get_clear_errors(tmp_path, env):
     cases = [
-        (["--trainer", "NoSuchTrainer"], "Unknown trainer 'NoSuchTrainer'. Registered trainers: BayesianPrompt, CoCoOp, CoOp, LogitPrior, ZeroshotCLIP (Dassl's own: "),
+        (["--trainer", "NoSuchTrainer"], f"Unknown trainer 'NoSuchTrainer'. Registered trainers: {', '.join(TRAINERS)} (Dassl's own: "),
         (["--trainer", "CoOp", "OPTIM.NO_SUCH_KEY", "1"], "unknown config key 'OPTIM.NO_SUCH_KEY'"),
         (["--trainer", "CoOp", "OPTIM.LR"], "KEY VALUE pairs"),
         (["--trainer", "CoOp", "--config-file", "missing.yaml"], "trainer config file 'missing.yaml' does not exist"),
