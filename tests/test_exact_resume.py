@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -58,6 +59,11 @@ def _env(tmp_path):
 
 
 def _run(env, *args, kill_at=None):
+    """train.py on the seconds-long DemoShapes pipeline (tiny random CLIP); the test's own keys win."""
+    from clipbayes.demo import tiny_pipeline_options
+
+    first_key = next((i for i, a in enumerate(args) if re.match(r"^[A-Z][A-Z_]*\.[A-Z]", a)), len(args))
+    args = (*args[:first_key], *tiny_pipeline_options(), *args[first_key:])
     command = ["train.py"] if kill_at is None else ["-c", KILL_AT.format(epoch=kill_at[0], batch=kill_at[1])]
     return subprocess.run([sys.executable, *command, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
