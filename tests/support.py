@@ -23,3 +23,37 @@ requires_dassl = pytest.mark.skipif(
 
 def load_golden(name: str) -> dict:
     return torch.load(osp.join(GOLDEN, name), map_location="cpu", weights_only=False)
+
+
+class ScriptSandbox:
+    """A copy of scripts/ and configs/ with a recording ``python`` (``stub``, a bash script) on PATH, run from
+    outside the copy. ``run(script, *args)`` runs ``scripts/<method_dir>/<script>``; ``calls()`` lists the
+    recorded python calls. ``cleared``: environment variables of the scripts removed from the test's environment."""
+
+    def __init__(self, tmp_path, method_dir: str, stub: str, cleared: tuple = ()):
+        import os
+        import shutil
+
+        self.method_dir = method_dir
+        self.repo = tmp_path / "repo"
+        shutil.copytree(osp.join(ROOT, "scripts"), self.repo / "scripts")
+        shutil.copytree(osp.join(ROOT, "configs"), self.repo / "configs")
+        (tmp_path / "bin").mkdir()
+        (tmp_path / "bin" / "python").write_text(stub)
+        (tmp_path / "bin" / "python").chmod(0o755)
+        (tmp_path / "data").mkdir()
+        self.log = tmp_path / "calls.txt"
+        self.cwd = tmp_path
+        self.env = {k: v for k, v in os.environ.items() if k not in cleared}
+        self.env.update(PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}", DATA=str(tmp_path / "data"),
+                        STUB_LOG=str(self.log))
+
+    def run(self, script, *args):
+        import subprocess
+
+        done = subprocess.run(["bash", str(self.repo / "scripts" / self.method_dir / script), *args],
+                              cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=300)
+        return done.returncode, done.stdout + done.stderr
+
+    def calls(self):
+        return self.log.read_text().splitlines() if self.log.exists() else []

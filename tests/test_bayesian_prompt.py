@@ -7,16 +7,14 @@ KL from torch.distributions.
 from __future__ import annotations
 
 import glob
-import os
 import os.path as osp
-import subprocess
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from support import ROOT, load_golden, requires_dassl
+from support import ROOT, ScriptSandbox, load_golden, requires_dassl
 
 pytestmark = requires_dassl
 
@@ -378,35 +376,12 @@ echo "* accuracy: 50.0%" >> "$out/log.txt"
 """
 
 
-class ScriptSandbox:
-    """A copy of scripts/ and configs/ with a recording ``python`` on PATH, run from outside the copy."""
-
-    def __init__(self, tmp_path):
-        import shutil
-        self.repo = tmp_path / "repo"
-        shutil.copytree(osp.join(ROOT, "scripts"), self.repo / "scripts")
-        shutil.copytree(osp.join(ROOT, "configs"), self.repo / "configs")
-        (tmp_path / "bin").mkdir()
-        (tmp_path / "bin" / "python").write_text(_STUB)
-        (tmp_path / "bin" / "python").chmod(0o755)
-        (tmp_path / "data").mkdir()
-        self.log = tmp_path / "calls.txt"
-        self.cwd = tmp_path
-        self.env = {k: v for k, v in os.environ.items() if k not in ("CFG", "SAMPLES", "EPOCHS", "SEEDS", "PYTHON")}
-        self.env.update(PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}", DATA=str(tmp_path / "data"),
-                        STUB_LOG=str(self.log))
-
-    def run(self, script, *args):
-        done = subprocess.run(["bash", str(self.repo / "scripts" / "bayesian_prompt" / script), *args],
-                              cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=300)
-        return done.returncode, done.stdout + done.stderr
-
-    def calls(self):
-        return self.log.read_text().splitlines() if self.log.exists() else []
+def script_sandbox(tmp_path):
+    return ScriptSandbox(tmp_path, "bayesian_prompt", _STUB, cleared=("CFG", "SAMPLES", "EPOCHS", "SEEDS", "PYTHON"))
 
 
 def test_scripts_use_the_paper_settings_and_layout(tmp_path):
-    box = ScriptSandbox(tmp_path)
+    box = script_sandbox(tmp_path)
     cfg = "vit_b16_c4_ep10_batch1_ctxv1"
     for dataset, (samples, epochs) in PAPER_SETTINGS.items():
         rc, out = box.run("base2new_test.sh", dataset, "2")
@@ -446,7 +421,7 @@ def test_scripts_use_the_paper_settings_and_layout(tmp_path):
 
 
 def test_run_all_covers_every_table(tmp_path):
-    box = ScriptSandbox(tmp_path)
+    box = script_sandbox(tmp_path)
     box.env["SEEDS"] = "1 2"
     assert box.run("run_all.sh")[0] == 0
     runs = [call for call in box.calls() if call.startswith("train.py")]

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from support import ROOT, requires_dassl
+from support import ROOT, ScriptSandbox, requires_dassl
 
 from clipbayes.modeling.mixup import ClassFeatureBank, beta_lambdas, mix_features, same_class_partners
 from clipbayes.objectives import critic_scores, symmetric_infonce
@@ -424,35 +424,12 @@ def test_configs_merge_with_coop_schedules():
             (4, "a photo of a", "fp16", 1.0, 0.07, "batch")
 
 
-class ScriptSandbox:
-    """A copy of scripts/ and configs/ with a recording ``python`` on PATH, run from outside the copy."""
-
-    def __init__(self, tmp_path):
-        import shutil
-        self.repo = tmp_path / "repo"
-        shutil.copytree(osp.join(ROOT, "scripts"), self.repo / "scripts")
-        shutil.copytree(osp.join(ROOT, "configs"), self.repo / "configs")
-        (tmp_path / "bin").mkdir()
-        (tmp_path / "bin" / "python").write_text(_STUB)
-        (tmp_path / "bin" / "python").chmod(0o755)
-        (tmp_path / "data").mkdir()
-        self.log = tmp_path / "calls.txt"
-        self.cwd = tmp_path
-        self.env = {k: v for k, v in os.environ.items() if k not in ("CFG", "SEEDS", "PYTHON", "LOADEP")}
-        self.env.update(PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}", DATA=str(tmp_path / "data"),
-                        STUB_LOG=str(self.log))
-
-    def run(self, script, *args):
-        done = subprocess.run(["bash", str(self.repo / "scripts" / "dual_view" / script), *args],
-                              cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=300)
-        return done.returncode, done.stdout + done.stderr
-
-    def calls(self):
-        return self.log.read_text().splitlines() if self.log.exists() else []
+def script_sandbox(tmp_path):
+    return ScriptSandbox(tmp_path, "dual_view", _STUB, cleared=("CFG", "SEEDS", "PYTHON", "LOADEP"))
 
 
 def test_scripts_layout_and_skip_rules(tmp_path):
-    box = ScriptSandbox(tmp_path)
+    box = script_sandbox(tmp_path)
     for dataset, cfg, epochs in (("dtd", LONG, 200), ("imagenet", SHORT, 50)):
         rc, out = box.run("base2new_test.sh", dataset, "2")
         assert rc == 1 and "base2new_train.sh" in out  # no model yet
@@ -482,7 +459,7 @@ def test_scripts_layout_and_skip_rules(tmp_path):
 
 
 def test_run_all_covers_every_protocol_for_seeds(tmp_path):
-    box = ScriptSandbox(tmp_path)
+    box = script_sandbox(tmp_path)
     box.env["SEEDS"] = "1 3"
     assert box.run("run_all.sh")[0] == 0
     outputs = [call.split("--output-dir ")[1].split()[0] for call in box.calls() if call.startswith("train.py")]

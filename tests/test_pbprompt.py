@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from support import ROOT, requires_dassl
-from test_bayesian_prompt import ScriptSandbox
+from support import ROOT, ScriptSandbox, requires_dassl
+from test_bayesian_prompt import _STUB as RECORDING_PYTHON
 
 pytestmark = requires_dassl
 
@@ -366,20 +366,18 @@ DG_TARGETS = ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]
 CFG = "vit_b16_c4_ep10_batch1"
 
 
-def run_script(box, script, *args):
-    import subprocess
-    done = subprocess.run(["bash", str(box.repo / "scripts" / "pbprompt" / script), *args], cwd=box.cwd,
-                          env=box.env, capture_output=True, text=True, timeout=300)
-    return done.returncode, done.stdout + done.stderr
+def script_sandbox(tmp_path):
+    return ScriptSandbox(tmp_path, "pbprompt", RECORDING_PYTHON,
+                         cleared=("CFG", "SAMPLES", "EPOCHS", "SEEDS", "PYTHON"))
 
 
 def test_scripts_cover_the_four_protocols(tmp_path):
-    box = ScriptSandbox(tmp_path)
-    assert run_script(box, "fewshot_train.sh", "dtd", "4", "2")[0] == 0
-    assert run_script(box, "base2new_train.sh", "dtd", "2")[0] == 0
-    assert run_script(box, "base2new_test.sh", "dtd", "2")[0] == 0
-    assert run_script(box, "xd_train.sh", "3")[0] == 0
-    assert run_script(box, "xd_test.sh", "imagenet_r", "3")[0] == 0
+    box = script_sandbox(tmp_path)
+    assert box.run("fewshot_train.sh", "dtd", "4", "2")[0] == 0
+    assert box.run("base2new_train.sh", "dtd", "2")[0] == 0
+    assert box.run("base2new_test.sh", "dtd", "2")[0] == 0
+    assert box.run("xd_train.sh", "3")[0] == 0
+    assert box.run("xd_test.sh", "imagenet_r", "3")[0] == 0
     fewshot, train, test, xd_train, xd_test = box.calls()
     assert f"--output-dir output/dtd/PBPrompt/{CFG}_4shots/seed2 " in fewshot
     assert fewshot.endswith("DATASET.NUM_SHOTS 4 OPTIM.MAX_EPOCH 10")
@@ -390,13 +388,13 @@ def test_scripts_cover_the_four_protocols(tmp_path):
            f"--load-epoch 10 --eval-only" in test
     assert f"--output-dir output/imagenet/PBPrompt/{CFG}_16shots/seed3 " in xd_train
     assert f"--output-dir output/evaluation/PBPrompt/{CFG}_16shots/imagenet_r/seed3 " in xd_test
-    assert run_script(box, "fewshot_train.sh", "dtd", "0", "2")[0] == 2  # SHOTS must be a positive integer
+    assert box.run("fewshot_train.sh", "dtd", "0", "2")[0] == 2  # SHOTS must be a positive integer
 
 
 def test_run_all_covers_every_table(tmp_path):
-    box = ScriptSandbox(tmp_path)
+    box = script_sandbox(tmp_path)
     box.env["SEEDS"] = "1"
-    assert run_script(box, "run_all.sh")[0] == 0
+    assert box.run("run_all.sh")[0] == 0
     outputs = [call.split("--output-dir ")[1].split()[0] for call in box.calls() if call.startswith("train.py")]
     datasets = ["imagenet"] + XD_TARGETS
     expected = [f"output/{d}/PBPrompt/{CFG}_{k}shots/seed1" for d in datasets for k in (1, 2, 4, 8, 16)]
