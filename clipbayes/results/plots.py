@@ -91,37 +91,43 @@ def _reliability_panel(axis, bins: Dict[str, list], title: str) -> None:
     axis.title.set_fontsize(9)
 
 
-def reliability_figures(runs: Sequence[Run], folder: str) -> List[str]:
-    written = []
+def _figure_groups(runs: Sequence[Run]):
+    """Per protocol with metric records, per dataset and then pooled: (protocol, dataset or "pooled", the runs,
+    the methods in registry order, their labels, the roles present, the suptitle's place)."""
     for protocol in PROTOCOL_TITLES:
         chosen = [r for r in runs if r.protocol == protocol and r.record is not None]
         if not chosen:
             continue
         methods = sorted({r.method for r in chosen}, key=method_key)
         labels, roles = method_labels(methods), _roles(chosen)
-        datasets = sorted({r.dataset for r in chosen}, key=dataset_key)
-        for dataset in datasets + ["pooled"]:
+        for dataset in sorted({r.dataset for r in chosen}, key=dataset_key) + ["pooled"]:
             subset = [r for r in chosen if dataset == "pooled" or r.dataset == dataset]
-            figure = Figure(figsize=(max(4.5, 3.2 * len(roles)), 3.0 * len(methods) + 0.4), layout="constrained")
-            axes = figure.subplots(len(methods), len(roles), squeeze=False)
-            for i, method in enumerate(methods):
-                for j, role in enumerate(roles):
-                    records = [r.record for r in subset if r.method == method and r.role == role]
-                    axis = axes[i][j]
-                    if not records:
-                        axis.set_axis_off()
-                        axis.text(0.5, 0.5, "no runs", ha="center", va="center")
-                        continue
-                    bins = pooled_bins(records)
-                    title = f"{labels[method]}, {_ROLE_TITLES[role]}".rstrip(", ") + f"\nECE {bins_ece(bins):.1f}%"
-                    if all(r.get("temperature_scaled") for r in records):
-                        title += f" (TS {bins_ece(pooled_bins(records, scaled=True)):.1f}%)"
-                    runs_text = f"{len(records)} run" + ("s" if len(records) > 1 else "")
-                    _reliability_panel(axis, bins, f"{title}, {runs_text}")
-            axes[0][0].legend(loc="upper left", fontsize=7)
             where = "pooled over datasets" if dataset == "pooled" else pub.dataset_display(dataset)
-            figure.suptitle(f"Reliability, {where}\n{PROTOCOL_TITLES[protocol]}", fontsize=10)
-            written += _save(figure, folder, f"reliability_{protocol}_{_safe(dataset)}")
+            yield protocol, dataset, subset, methods, labels, roles, where
+
+
+def reliability_figures(runs: Sequence[Run], folder: str) -> List[str]:
+    written = []
+    for protocol, dataset, subset, methods, labels, roles, where in _figure_groups(runs):
+        figure = Figure(figsize=(max(4.5, 3.2 * len(roles)), 3.0 * len(methods) + 0.4), layout="constrained")
+        axes = figure.subplots(len(methods), len(roles), squeeze=False)
+        for i, method in enumerate(methods):
+            for j, role in enumerate(roles):
+                records = [r.record for r in subset if r.method == method and r.role == role]
+                axis = axes[i][j]
+                if not records:
+                    axis.set_axis_off()
+                    axis.text(0.5, 0.5, "no runs", ha="center", va="center")
+                    continue
+                bins = pooled_bins(records)
+                title = f"{labels[method]}, {_ROLE_TITLES[role]}".rstrip(", ") + f"\nECE {bins_ece(bins):.1f}%"
+                if all(r.get("temperature_scaled") for r in records):
+                    title += f" (TS {bins_ece(pooled_bins(records, scaled=True)):.1f}%)"
+                runs_text = f"{len(records)} run" + ("s" if len(records) > 1 else "")
+                _reliability_panel(axis, bins, f"{title}, {runs_text}")
+        axes[0][0].legend(loc="upper left", fontsize=7)
+        figure.suptitle(f"Reliability, {where}\n{PROTOCOL_TITLES[protocol]}", fontsize=10)
+        written += _save(figure, folder, f"reliability_{protocol}_{_safe(dataset)}")
     return written
 
 
@@ -195,31 +201,23 @@ def _mean_curve(records: Sequence[dict]) -> Tuple[List[float], List[float]]:
 
 def risk_coverage_figures(runs: Sequence[Run], folder: str) -> List[str]:
     written = []
-    for protocol in PROTOCOL_TITLES:
-        chosen = [r for r in runs if r.protocol == protocol and r.record is not None]
-        if not chosen:
-            continue
-        methods = sorted({r.method for r in chosen}, key=method_key)
-        labels, roles = method_labels(methods), _roles(chosen)
-        for dataset in sorted({r.dataset for r in chosen}, key=dataset_key) + ["pooled"]:
-            subset = [r for r in chosen if dataset == "pooled" or r.dataset == dataset]
-            figure = Figure(figsize=(max(5.0, 4.2 * len(roles)), 3.6), layout="constrained")
-            axes = figure.subplots(1, len(roles), squeeze=False)[0]
-            for axis, role in zip(axes, roles):
-                for method, colour in zip(methods, _colours(len(methods))):
-                    records = [r.record for r in subset if r.method == method and r.role == role]
-                    if not records:
-                        continue
-                    coverage, risk = _mean_curve(records)
-                    aurc = sum(r["metrics"]["aurc"] for r in records) / len(records)
-                    axis.plot(coverage, risk, color=colour, label=f"{labels[method]} (AURC {aurc:.1f})")
-                axis.set(xlim=(0, 1), ylim=(0, None), xlabel="coverage", ylabel="selective risk (%)",
-                         title=_ROLE_TITLES[role])
-                axis.grid(alpha=0.3)
-                axis.legend(fontsize=7, loc="lower right")
-            where = "pooled over datasets" if dataset == "pooled" else pub.dataset_display(dataset)
-            figure.suptitle(f"Risk-coverage, {where}\n{PROTOCOL_TITLES[protocol]}", fontsize=10)
-            written += _save(figure, folder, f"risk_coverage_{protocol}_{_safe(dataset)}")
+    for protocol, dataset, subset, methods, labels, roles, where in _figure_groups(runs):
+        figure = Figure(figsize=(max(5.0, 4.2 * len(roles)), 3.6), layout="constrained")
+        axes = figure.subplots(1, len(roles), squeeze=False)[0]
+        for axis, role in zip(axes, roles):
+            for method, colour in zip(methods, _colours(len(methods))):
+                records = [r.record for r in subset if r.method == method and r.role == role]
+                if not records:
+                    continue
+                coverage, risk = _mean_curve(records)
+                aurc = sum(r["metrics"]["aurc"] for r in records) / len(records)
+                axis.plot(coverage, risk, color=colour, label=f"{labels[method]} (AURC {aurc:.1f})")
+            axis.set(xlim=(0, 1), ylim=(0, None), xlabel="coverage", ylabel="selective risk (%)",
+                     title=_ROLE_TITLES[role])
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=7, loc="lower right")
+        figure.suptitle(f"Risk-coverage, {where}\n{PROTOCOL_TITLES[protocol]}", fontsize=10)
+        written += _save(figure, folder, f"risk_coverage_{protocol}_{_safe(dataset)}")
     return written
 
 
