@@ -261,3 +261,28 @@ try_run() {
     FAILED+=("$*")
     return 1
 }
+
+# run_base2new_and_transfer DIR DATASETS SEED [ARG ...]: base-to-new train + test of every dataset, then the
+# ImageNet source model and its cross-dataset and domain-generalization tests ($XD_TARGETS $DG_TARGETS), with the
+# method's scripts in DIR; failures are collected in FAILED and the rest goes on.
+run_base2new_and_transfer() {
+    local dir=$1 datasets=$2 seed=$3 dataset
+    shift 3
+    for dataset in $datasets; do
+        try_run "${dir}/base2new_train.sh" "$dataset" "$seed" "$@"
+        try_run "${dir}/base2new_test.sh" "$dataset" "$seed" "$@"
+    done
+    try_run "${dir}/xd_train.sh" "$seed" "$@"
+    for dataset in $XD_TARGETS $DG_TARGETS; do
+        try_run "${dir}/xd_test.sh" "$dataset" "$seed" "$@"
+    done
+}
+
+# finish_sweep [RESULTS ARG ...]: print the tables of output/, then list the failed runs and exit 1 if any.
+finish_sweep() {
+    cd_repo_root && "$PYTHON" -m clipbayes.results output "$@"
+    if [[ ${#FAILED[@]} -gt 0 ]]; then
+        printf 'Failed: %s\n' "${FAILED[@]}" >&2
+        exit 1
+    fi
+}

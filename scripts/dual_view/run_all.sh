@@ -14,17 +14,6 @@ SEEDS=${SEEDS:-1 2 3}
 check_seeds "$SEEDS"
 
 for seed in $SEEDS; do
-    for dataset in $BASE2NEW_DATASETS; do
-        try_run "${HERE}/base2new_train.sh" "$dataset" "$seed" "$@"
-        try_run "${HERE}/base2new_test.sh" "$dataset" "$seed" "$@"
-    done
-    try_run "${HERE}/xd_train.sh" "$seed" "$@"
-    for dataset in $XD_TARGETS $DG_TARGETS; do
-        try_run "${HERE}/xd_test.sh" "$dataset" "$seed" "$@"
-    done
+    run_base2new_and_transfer "$HERE" "$BASE2NEW_DATASETS" "$seed" "$@"
 done
-cd_repo_root && "$PYTHON" -m clipbayes.results output
-if [[ ${#FAILED[@]} -gt 0 ]]; then
-    printf 'Failed: %s\n' "${FAILED[@]}" >&2
-    exit 1
-fi
+finish_sweep
