@@ -279,6 +279,7 @@ run_base2new_and_transfer() {
 }
 
 # finish_sweep [RESULTS ARG ...]: print the tables of output/, then list the failed runs and exit 1 if any.
+# shellcheck disable=SC2120  # the options are optional: some sweeps pass none
 finish_sweep() {
     cd_repo_root && "$PYTHON" -m clipbayes.results output "$@"
     if [[ ${#FAILED[@]} -gt 0 ]]; then

@@ -18,4 +18,4 @@ SEEDS=${SEEDS:-1 2 3}
 for seed in $SEEDS; do
     run_base2new_and_transfer "$HERE" "$BASE2NEW_DATASETS" "$seed" "$@"
 done
-finish_sweep
+finish_sweep  # no extra options for the results command

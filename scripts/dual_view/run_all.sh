@@ -16,4 +16,4 @@ check_seeds "$SEEDS"
 for seed in $SEEDS; do
     run_base2new_and_transfer "$HERE" "$BASE2NEW_DATASETS" "$seed" "$@"
 done
-finish_sweep
+finish_sweep  # no extra options for the results command
