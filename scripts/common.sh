@@ -22,6 +22,12 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
     exit 2
 fi
 
+# The transfer targets of the ImageNet source model: CoOp's cross-dataset and domain-generalization lists.
+# shellcheck disable=SC2034
+XD_TARGETS="caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
+# shellcheck disable=SC2034
+DG_TARGETS="imagenetv2 imagenet_sketch imagenet_a imagenet_r"
+
 DATA=${DATA:-/path/to/datasets}
 SHOTS=${SHOTS:-16}
 SUB=${SUB:-new}

@@ -1,9 +1,10 @@
 """The toy world as Dassl datasets in CoOp's on-disk format, read by the benchmarks' reader
 (:class:`clipbayes.datasets.base.CoOpDataset`: split file, few-shot cache per seed, base/new halves).
 
-* ``ToyWorld``: the sketch style (seen rarely in pre-training), 100 classes; ``TRAIN_PER_CLASS`` train,
-  ``VAL_PER_CLASS`` val and ``TEST_PER_CLASS`` test images per class. Under ``DATASET.SUBSAMPLE_CLASSES`` the
-  base half is shapes 0-4 and the new half shapes 5-9 (labels are shape-major, see :mod:`.world`).
+* ``ToyWorld``: the dusk style (photo-style shapes under evening light never seen in pre-training), 100
+  classes; ``TRAIN_PER_CLASS`` train, ``VAL_PER_CLASS`` val and ``TEST_PER_CLASS`` test images per class.
+  Under ``DATASET.SUBSAMPLE_CLASSES`` the base half is shapes 0-4 and the new half shapes 5-9 (labels are
+  shape-major, see :mod:`.world`).
 * ``ToyWorldShift``: test-only, the ``shift`` style (tinted cluttered backgrounds, never seen in pre-training);
   the domain-generalisation target, same class names and labels.
 * ``ToyWorldPhoto``: test-only, the ``photo`` style (the style of most pre-training images).
@@ -79,11 +80,11 @@ class _ToyWorldDataset(CoOpDataset):
 
 @register
 class ToyWorld(_ToyWorldDataset):
-    """The toy world's sketch style: train / val / test, 100 classes."""
+    """The toy world's dusk style: train / val / test, 100 classes."""
 
-    dataset_dir = "toyworld"
+    dataset_dir = "toyworld_dusk"
     split_name = "split_zhou_ToyWorld.json"
-    style = "sketch"
+    style = "dusk"
     parts = {"train": TRAIN_PER_CLASS, "val": VAL_PER_CLASS, "test": TEST_PER_CLASS}
 
 

@@ -3,8 +3,8 @@ by the demo (``python train.py --trainer X``) and ``benchmarks/toy_protocols.py`
 
 For a trainer and a seed, every run goes through ``clipbayes.cli.run`` (the code of ``train.py``):
 
-* ``train_base``: train on ``NUM_SHOTS`` sketch-style shots of each base class (shapes 0-4), test on the base
-  classes' sketch test images;
+* ``train_base``: train on ``NUM_SHOTS`` dusk-style shots of each base class (shapes 0-4), test on the base
+  classes' dusk test images;
 * ``test_new``: the trained prompts, evaluated (``--eval-only``) on the new classes (shapes 5-9);
 * ``test_shift``: the trained prompts on the base classes rendered in the ``shift`` style (tinted, cluttered
   backgrounds never seen in pre-training): domain generalisation with the classes held fixed.
@@ -88,18 +88,19 @@ def _data_options(run: str) -> List[str]:
 
 
 def run_protocol(trainer: str, seed: int, output_dir: str, run_cli: Callable[[List[str]], None],
-                 extra_options: Sequence[str] = (), root: Optional[str] = None, quiet: bool = False
-                 ) -> Dict[str, float]:
+                 extra_options: Sequence[str] = (), root: Optional[str] = None, quiet: bool = False,
+                 with_shift: bool = True) -> Dict[str, float]:
     """Run (or, for runs already finished in ``output_dir``, read) the protocol of ``trainer`` at ``seed``.
 
     ``run_cli(argv)`` runs ``train.py``'s code on a command line; ``extra_options`` are ``KEY VALUE`` pairs
-    applied to every run after the shared ones; ``quiet`` keeps the runs' output in their logs only. Returns
-    accuracies (%): ``base``, ``new``, ``hm``, ``shift``.
+    applied to every run after the shared ones; ``quiet`` keeps the runs' output in their logs only;
+    ``with_shift=False`` leaves out ``test_shift``. Returns accuracies (%): ``base``, ``new``, ``hm`` and, with
+    the shift run, ``shift``.
     """
     options = trainer_options(trainer, root) + list(extra_options)
     base_dir = osp.join(output_dir, "train_base")
     results = {}
-    for run in RUNS:
+    for run in RUNS if with_shift else RUNS[:2]:
         run_dir = osp.join(output_dir, run)
         argv = ["--trainer", trainer, "--seed", str(seed), "--output-dir", run_dir]
         if run != "train_base" and osp.isdir(osp.join(base_dir, "prompt_learner")):
@@ -109,8 +110,11 @@ def run_protocol(trainer: str, seed: int, output_dir: str, run_cli: Callable[[Li
         results[run] = read_accuracy(run_dir)
         if results[run] is None:
             raise RuntimeError(f"{run_dir}/log.txt holds no test result; see that log for what went wrong")
-    return {"base": results["train_base"], "new": results["test_new"],
-            "hm": harmonic_mean(results["train_base"], results["test_new"]), "shift": results["test_shift"]}
+    accuracies = {"base": results["train_base"], "new": results["test_new"],
+                  "hm": harmonic_mean(results["train_base"], results["test_new"])}
+    if with_shift:
+        accuracies["shift"] = results["test_shift"]
+    return accuracies
 
 
 def read_accuracy(run_dir: str) -> Optional[float]:

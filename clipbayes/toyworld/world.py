@@ -7,11 +7,14 @@ share every colour with them.
 
 An image is drawn at 4x (128 px) with PIL and box-downsampled to 32 px. Nuisance factors: size (small / large),
 position jitter (about 4 px), rotation (+-20 degrees), colour jitter, six background types (dark, gray, light,
-noisy, striped, checkered) and pixel noise. Three styles:
+noisy, striped, checkered) and pixel noise. Four styles:
 
 * ``photo``: a filled shape (the style of most pre-training images);
-* ``sketch``: the outline only, seen rarely in pre-training (``SKETCH_PRETRAIN_P``); the toy benchmark's
-  few-shot and base/new test images;
+* ``sketch``: the outline only, seen rarely in pre-training (``SKETCH_PRETRAIN_P``);
+* ``dusk``: the photo style under warm, dim evening light (green and blue damped, a warm offset), never seen
+  in pre-training: the toy benchmark's few-shot and base/new test images. The shapes stay as distinct to the
+  image tower as in photos while the colours drift from what the captions named, so the hand-written prompt
+  fits poorly but few shots can correct it (docs/toyworld.md measures this for every style);
 * ``shift``: a filled shape on a tinted background with gray clutter blobs, never seen in pre-training
   (the domain-generalisation target).
 
@@ -37,7 +40,7 @@ COLOURS = {
 SHAPES = ["circle", "square", "triangle", "diamond", "pentagon", "hexagon", "star", "cross", "heart", "arrow"]
 COLOUR_NAMES = list(COLOURS)
 NUM_CLASSES = len(COLOURS) * len(SHAPES)
-STYLES = ("photo", "sketch", "shift")
+STYLES = ("photo", "sketch", "shift", "dusk")
 BACKGROUNDS = ("dark", "gray", "light", "noisy", "striped", "checkered")
 IMAGE_SIZE = 32
 _SCALE = 4  # drawn at 4x, then box-downsampled
@@ -45,6 +48,9 @@ _SCALE = 4  # drawn at 4x, then box-downsampled
 # half of the shapes (base / new) holds 10 of them.
 HELD_OUT = frozenset(s * 10 + c for s in range(10) for c in range(10) if (s - c) % 10 in (0, 5))
 SKETCH_PRETRAIN_P = 0.03
+# Strength of the dusk light (0: photo style). At 0.7 zero-shot accuracy on the dusk base classes (66%) is near
+# real CLIP's 69% average over the 11 base-to-new datasets; docs/toyworld.md.
+DUSK_STRENGTH = 0.7
 
 
 def colour_of(label: int) -> int:
@@ -155,6 +161,15 @@ def _tinted_background(rng: random.Random, size: int) -> Image.Image:
     return image
 
 
+def _dusk_light(image: Image.Image, rng: random.Random) -> Image.Image:
+    """Evening light of strength k (``DUSK_STRENGTH`` +-10% per image): each pixel (r, g, b) becomes
+    (r + 30k, (1 - 0.2k) g + 10k, (1 - 0.45k) b), clipped to [0, 255]."""
+    k = DUSK_STRENGTH * rng.uniform(0.9, 1.1)
+    pixels = np.asarray(image, dtype=np.float32) * np.array([1.0, 1 - 0.2 * k, 1 - 0.45 * k])
+    pixels = pixels + np.array([30 * k, 10 * k, 0.0])
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
 def render(label: int, style: str, seed: int) -> Image.Image:
     """The 32 px RGB image of class ``label`` in ``style``, a pure function of its arguments."""
     if style not in STYLES:
@@ -179,6 +194,8 @@ def render(label: int, style: str, seed: int) -> Image.Image:
     else:
         draw.polygon(points, fill=colour)
     image = canvas.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BOX)
+    if style == "dusk":
+        image = _dusk_light(image, rng)
     noise = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(2, 10), (IMAGE_SIZE, IMAGE_SIZE, 3))
     return Image.fromarray(np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8))
 

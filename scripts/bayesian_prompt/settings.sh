@@ -11,9 +11,7 @@ SHOTS=16
 SUB=new  # the test runs evaluate the new classes
 DATASET_CFG_HINT=
 
-XD_TARGETS="caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
 BASE2NEW_DATASETS="imagenet ${XD_TARGETS}"
-DG_TARGETS="imagenetv2 imagenet_sketch imagenet_a imagenet_r"
 
 # paper_setting DATASET train|test: set SAMPLES (L, train and test) and EPOCHS as the official scripts (VPT.md),
 # unless set; LOADEP (a test run loads the last epoch); and OPTS, the pairs of a training or a test run.

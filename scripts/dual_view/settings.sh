@@ -11,9 +11,7 @@ SHOTS=16
 SUB=new  # the test runs evaluate the new classes
 DATASET_CFG_HINT=
 
-XD_TARGETS="caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
 BASE2NEW_DATASETS="imagenet ${XD_TARGETS}"
-DG_TARGETS="imagenetv2 imagenet_sketch imagenet_a imagenet_r"
 
 # dual_view_cfg DATASET: set CFG, unless set: the 50-epoch config on ImageNet, the 200-epoch one elsewhere.
 dual_view_cfg() {

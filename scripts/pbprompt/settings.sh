@@ -11,9 +11,7 @@ TRAINER=PBPrompt
 SUB=new  # the base-to-new test runs evaluate the new classes
 DATASET_CFG_HINT=
 
-XD_TARGETS="caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
 DATASETS="imagenet ${XD_TARGETS}"
-DG_TARGETS="imagenetv2 imagenet_sketch imagenet_a imagenet_r"
 FEWSHOT_SHOTS="1 2 4 8 16"
 
 # schedule train|test: set EPOCHS (unless set: the config's MAX_EPOCH), LOADEP (a test run loads that epoch) and, for
