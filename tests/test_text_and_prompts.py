@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context
 from clipbayes.modeling.text import (ClassPrompts, LengthBuckets, TextEncoder, bucket_lengths, count_tokens,
-                                     eot_positions, tokenize)
+                                     eot_positions, token_read_buckets, tokenize)
 
 CLASSNAMES = ["abyssinian", "american_bulldog", "Boeing 737-800", "2012 BMW M3 coupe", "banded"]
 
@@ -191,12 +191,18 @@ def test_token_features_are_bucketed_exactly(golden_clip):
     embeddings = (encoder.embed(tokens) + 0.01 * torch.randn(len(LONG_NAMES), 77, 64,
                   generator=torch.Generator().manual_seed(1))).requires_grad_(True)
     positions = torch.arange(1, 5)
-    features, token_features = encoder.encode_with_tokens(embeddings, eot, positions)
+    read = token_read_buckets(eot, positions)
+    features, token_features = encoder.encode_with_tokens(embeddings, read)
     index = torch.cat([eot.unsqueeze(1), positions.expand(len(LONG_NAMES), -1)], dim=1)
+    assert torch.equal(read.eot, index)
     one = encoder(embeddings, LengthBuckets(index, max_buckets=1))
-    assert len(LengthBuckets(index).lengths) >= 3 and one.shape == (len(LONG_NAMES), 5, 64)
+    assert len(read.lengths) >= 3 and one.shape == (len(LONG_NAMES), 5, 64)
     assert_float32_equal(features, one[:, 0])
     assert_float32_equal(token_features, one[:, 1:])
+    # S copies of the set (rows s * C + c), as the L prompt samples of PBPrompt: the buckets of one set serve all
+    copies_features, copies_tokens = encoder.encode_with_tokens(torch.cat([embeddings, embeddings]), read)
+    assert_float32_equal(copies_features, torch.cat([features, features]))
+    assert_float32_equal(copies_tokens, torch.cat([token_features, token_features]))
     (grad,) = torch.autograd.grad(token_features.sum() + features.sum(), embeddings)
     (grad_one,) = torch.autograd.grad(one.sum(), embeddings)
     assert_float32_equal(grad, grad_one)

@@ -108,6 +108,12 @@ class LengthBuckets(nn.Module):
             start += size
 
 
+def token_read_buckets(eot: torch.Tensor, positions: torch.Tensor) -> LengthBuckets:
+    """The length buckets of reading, in each of C sequences, its EOT token (C,) and then ``positions`` (P,):
+    positions (C, 1 + P), for :meth:`TextEncoder.encode_with_tokens`."""
+    return LengthBuckets(torch.cat([eot.unsqueeze(1), positions.to(eot).expand(eot.shape[0], -1)], dim=1))
+
+
 class TextEncoder(nn.Module):
     """The frozen CLIP text transformer applied to token embeddings.
 
@@ -180,13 +186,12 @@ class TextEncoder(nn.Module):
             outputs.append(features.reshape(copies, index.shape[0], *features.shape[1:]))
         return torch.cat(outputs, dim=1).index_select(1, buckets.inverse).reshape(n_rows, *outputs[0].shape[2:])
 
-    def encode_with_tokens(self, embeddings: torch.Tensor, eot: torch.Tensor,
-                           positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One pass: features (N, E) at the EOT tokens and token features (N, P, E) at ``positions`` (P,), both
-        after ln_final and text_projection, not normalised; length-bucketed as ``forward`` (the buckets of the
-        (N, 1 + P) positions read are computed on each call)."""
-        index = torch.cat([eot.unsqueeze(1), positions.to(eot).expand(eot.shape[0], -1)], dim=1)
-        features = self(embeddings, index)
+    def encode_with_tokens(self, embeddings: torch.Tensor,
+                           read: LengthBuckets) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass: features (N, E) at the EOT tokens and token features (N, P, E) at the positions of ``read``
+        (:func:`token_read_buckets` of the set of C sequences, computed once; N = S x C rows as in ``forward``),
+        both after ln_final and text_projection, not normalised."""
+        features = self(embeddings, read)
         return features[:, 0], features[:, 1:]
 
     def encode_texts(self, texts: list[str]) -> torch.Tensor:

@@ -28,7 +28,7 @@ from clipbayes.config import ConfigError, Key, above, at_least, between, context
 from clipbayes.engine.trainer import PromptTrainer
 from clipbayes.modeling.contract import TrainOutput
 from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context
-from clipbayes.modeling.text import count_tokens, tokenize
+from clipbayes.modeling.text import count_tokens, token_read_buckets, tokenize
 from clipbayes.modeling.visual import encode_image_tokens, has_patch_features
 from clipbayes.objectives import gaussian_kl_to_standard_normal, gaussian_samples
 from clipbayes.registry import register_method
@@ -129,7 +129,7 @@ class PBPromptModel(PromptCLIP):
             node.TRANSPORT, node.CT_TEMPERATURE, node.SINKHORN_EPSILON, node.SINKHORN_ITERS)
         self.register_buffer("name_embeddings", class_name_embeddings(self.text_encoder, classnames),
                              persistent=False)
-        self.register_buffer("prompt_positions", torch.arange(1, 1 + self.prompts.n_ctx), persistent=False)
+        self.token_buckets = token_read_buckets(self.prompts.eot, torch.arange(1, 1 + self.prompts.n_ctx))
 
     def encode_image_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One image-tower pass: unit-norm image features (B, E) and patch features (B, N, E)."""
@@ -141,10 +141,9 @@ class PBPromptModel(PromptCLIP):
         token features (L, C, b, E) (or None)."""
         prompts = self.prompts(ctx)
         flat = prompts.reshape(-1, *prompts.shape[-2:])
-        eot = self.prompts.eot.repeat(ctx.shape[0])
         if not with_tokens:
             return F.normalize(self.text_encoder(flat, self.prompts.buckets), dim=-1).reshape(*ctx.shape[:2], -1), None
-        features, tokens = self.text_encoder.encode_with_tokens(flat, eot, self.prompt_positions)
+        features, tokens = self.text_encoder.encode_with_tokens(flat, self.token_buckets)
         return (F.normalize(features, dim=-1).reshape(*ctx.shape[:2], -1),
                 F.normalize(tokens, dim=-1).reshape(*ctx.shape[:3], -1))
 
