@@ -21,6 +21,28 @@ requires_dassl = pytest.mark.skipif(
     reason="Dassl.pytorch is not installed (see README 'Set-up'); the trainer and train.py tests need it")
 
 
+def model_cfg(chunk_size: int = 0, backbone: str | None = None, dataset: str | None = None):
+    """The keys a method's model builder reads outside its own node, as a yacs node: MODEL.CLIP's text-pass
+    settings, and MODEL.BACKBONE.NAME and DATASET.NAME (with no PROMPT_TEMPLATE) when they are given."""
+    from yacs.config import CfgNode as CN
+    cfg = CN()
+    cfg.MODEL = CN()
+    cfg.MODEL.CLIP = CN({"TEXT_CHUNK_SIZE": chunk_size, "TEXT_CHECKPOINTING": False})
+    if backbone is not None:
+        cfg.MODEL.BACKBONE = CN({"NAME": backbone})
+    if dataset is not None:
+        cfg.DATASET = CN({"NAME": dataset, "PROMPT_TEMPLATE": ""})
+    return cfg
+
+
+def method_node(keys, **values):
+    """A method's config node: the defaults declared in ``keys`` (its Key table), then ``values``."""
+    from clipbayes.config import default_node
+    node = default_node(keys)
+    node.update(values)
+    return node
+
+
 def load_golden(name: str) -> dict:
     return torch.load(osp.join(GOLDEN, name), map_location="cpu", weights_only=False)
 

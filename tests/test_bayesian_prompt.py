@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from support import ROOT, ScriptSandbox, load_golden, requires_dassl
+from support import ROOT, ScriptSandbox, load_golden, method_node, model_cfg, requires_dassl
 
 pytestmark = requires_dassl
 
@@ -23,28 +23,15 @@ CONFIG_DIR = osp.join(ROOT, "configs", "trainers", "BayesianPrompt")
 SCRIPT_DIR = osp.join(ROOT, "scripts", "bayesian_prompt")
 
 
-def _cfg(chunk_size=0):
-    from yacs.config import CfgNode as CN
-    cfg = CN()
-    cfg.MODEL = CN()
-    cfg.MODEL.CLIP = CN()
-    cfg.MODEL.CLIP.TEXT_CHUNK_SIZE = chunk_size
-    cfg.MODEL.CLIP.TEXT_CHECKPOINTING = False
-    return cfg
-
-
 def _node(**overrides):
-    from clipbayes.config import default_node
     from clipbayes.trainers.bayesian_prompt import KEYS
-    node = default_node(KEYS)
-    node.update({"N_SAMPLES_TRAIN": L, "N_SAMPLES_TEST": L, **overrides})
-    return node
+    return method_node(KEYS, **{"N_SAMPLES_TRAIN": L, "N_SAMPLES_TEST": L, **overrides})
 
 
 def build(clip_model, classnames, seed=0, chunk_size=0, **overrides):
     from clipbayes.trainers.bayesian_prompt import build_bayesian_prompt_model
     torch.manual_seed(seed)
-    return build_bayesian_prompt_model(_cfg(chunk_size), _node(**overrides), clip_model, classnames)
+    return build_bayesian_prompt_model(model_cfg(chunk_size), _node(**overrides), clip_model, classnames)
 
 
 def perturb(model, seed=1, scale=0.05):

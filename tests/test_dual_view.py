@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from support import ROOT, ScriptSandbox, requires_dassl
+from support import ROOT, ScriptSandbox, method_node, model_cfg, requires_dassl
 
 from clipbayes.modeling.mixup import ClassFeatureBank, beta_lambdas, mix_features, same_class_partners
 from clipbayes.objectives import critic_scores, symmetric_infonce
@@ -170,36 +170,18 @@ def test_mixed_features_are_unit_norm_convex_combinations():
 
 
 # --- the model ---------------------------------------------------------------------------------------------------
-def _cfg(dataset="OxfordPets"):
-    from yacs.config import CfgNode as CN
-    cfg = CN()
-    cfg.MODEL = CN()
-    cfg.MODEL.CLIP = CN()
-    cfg.MODEL.CLIP.TEXT_CHUNK_SIZE = 0
-    cfg.MODEL.CLIP.TEXT_CHECKPOINTING = False
-    cfg.DATASET = CN()
-    cfg.DATASET.NAME = dataset
-    cfg.DATASET.PROMPT_TEMPLATE = ""
-    return cfg
-
-
-def _node(keys, **overrides):
-    from clipbayes.config import default_node
-    node = default_node(keys)
-    node.update(overrides)
-    return node
-
-
 def build(clip_model, classnames, seed=0, **overrides):
     from clipbayes.trainers.dual_view import KEYS, build_dual_view_model
     torch.manual_seed(seed)
-    return build_dual_view_model(_cfg(), _node(KEYS, PREC="fp32", **overrides), clip_model, classnames)
+    return build_dual_view_model(model_cfg(dataset="OxfordPets"), method_node(KEYS, PREC="fp32", **overrides),
+                                 clip_model, classnames)
 
 
 def build_coop(clip_model, classnames, seed=0, **overrides):
     from clipbayes.trainers.coop import KEYS, build_coop_model
     torch.manual_seed(seed)
-    return build_coop_model(_cfg(), _node(KEYS, PREC="fp32", **overrides), clip_model, classnames)
+    return build_coop_model(model_cfg(dataset="OxfordPets"), method_node(KEYS, PREC="fp32", **overrides),
+                            clip_model, classnames)
 
 
 def perturb(model, seed=1, scale=0.05):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from support import load_golden, requires_dassl
+from support import load_golden, model_cfg, requires_dassl
 
 pytestmark = requires_dassl
 
@@ -14,16 +14,6 @@ def _node(**values):
     node = CN()
     node.update(values)
     return node
-
-
-def _cfg():
-    from yacs.config import CfgNode as CN
-    cfg = CN()
-    cfg.MODEL = CN()
-    cfg.MODEL.CLIP = CN()
-    cfg.MODEL.CLIP.TEXT_CHUNK_SIZE = 0
-    cfg.MODEL.CLIP.TEXT_CHECKPOINTING = False
-    return cfg
 
 
 def _assert_close(actual, expected, rtol=1e-4, atol=1e-5):
@@ -42,7 +32,7 @@ def test_coop_matches_official(golden_clip, golden_inputs):
     conf = case["config"]
     node = _node(N_CTX=conf["N_CTX"], CSC=conf["CSC"], CTX_INIT=conf["CTX_INIT"],
                  CLASS_TOKEN_POSITION=conf["CLASS_TOKEN_POSITION"])
-    model = build_coop_model(_cfg(), node, golden_clip, golden_inputs["classnames"])
+    model = build_coop_model(model_cfg(), node, golden_clip, golden_inputs["classnames"])
     model.learner.load_state_dict(case["params"])
     logits = model.predict(case["images"])
     loss = F.cross_entropy(logits, case["labels"])
@@ -58,7 +48,7 @@ def test_cocoop_matches_official(golden_clip, golden_inputs):
     case = load_golden("cocoop_b2.pt")
     conf = case["config"]
     node = _node(N_CTX=conf["N_CTX"], CTX_INIT=conf["CTX_INIT"])
-    model = build_cocoop_model(_cfg(), node, golden_clip, golden_inputs["classnames"])
+    model = build_cocoop_model(model_cfg(), node, golden_clip, golden_inputs["classnames"])
     model.learner.load_state_dict(case["params"])
     loss, logits, _ = model.train_loss(case["images"], case["labels"])
     loss.backward()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from support import ROOT, ScriptSandbox, requires_dassl
+from support import ROOT, ScriptSandbox, method_node, model_cfg, requires_dassl
 from test_bayesian_prompt import _STUB as RECORDING_PYTHON
 
 pytestmark = requires_dassl
@@ -22,30 +22,15 @@ L = 3
 CONFIG_DIR = osp.join(ROOT, "configs", "trainers", "PBPrompt")
 
 
-def _cfg(chunk_size=0, backbone="tiny-vit"):
-    from yacs.config import CfgNode as CN
-    cfg = CN()
-    cfg.MODEL = CN()
-    cfg.MODEL.BACKBONE = CN()
-    cfg.MODEL.BACKBONE.NAME = backbone
-    cfg.MODEL.CLIP = CN()
-    cfg.MODEL.CLIP.TEXT_CHUNK_SIZE = chunk_size
-    cfg.MODEL.CLIP.TEXT_CHECKPOINTING = False
-    return cfg
-
-
 def _node(**overrides):
-    from clipbayes.config import default_node
     from clipbayes.trainers.pbprompt import KEYS
-    node = default_node(KEYS)
-    node.update({"N_SAMPLES_TRAIN": L, "N_SAMPLES_TEST": L, **overrides})
-    return node
+    return method_node(KEYS, **{"N_SAMPLES_TRAIN": L, "N_SAMPLES_TEST": L, **overrides})
 
 
 def build(clip_model, classnames, seed=0, chunk_size=0, backbone="tiny-vit", **overrides):
     from clipbayes.trainers.pbprompt import build_pbprompt_model
     torch.manual_seed(seed)
-    return build_pbprompt_model(_cfg(chunk_size, backbone), _node(**overrides), clip_model, classnames)
+    return build_pbprompt_model(model_cfg(chunk_size, backbone), _node(**overrides), clip_model, classnames)
 
 
 def perturb(model, seed=1, scale=0.05):
