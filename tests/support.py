@@ -43,6 +43,18 @@ def method_node(keys, **values):
     return node
 
 
+def assert_gradients_reach_exactly_the_learner(model) -> None:
+    """After a backward pass: the parameters that require grad are exactly ``model.learner``'s, each with a
+    finite, non-zero gradient; every other parameter has none."""
+    learned = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert learned == {f"learner.{name}" for name, _ in model.learner.named_parameters()}
+    for name, param in model.named_parameters():
+        if name in learned:
+            assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
+        else:
+            assert param.grad is None, name
+
+
 def load_golden(name: str) -> dict:
     return torch.load(osp.join(GOLDEN, name), map_location="cpu", weights_only=False)
 

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from support import ROOT, ScriptSandbox, load_golden, method_node, model_cfg, requires_dassl
+from support import (ROOT, ScriptSandbox, assert_gradients_reach_exactly_the_learner, load_golden, method_node,
+                     model_cfg, requires_dassl)
 
 pytestmark = requires_dassl
 
@@ -204,13 +205,7 @@ def test_gradients_reach_exactly_the_learned_parameters(golden_clip, golden_inpu
     model = build(golden_clip, golden_inputs["classnames"], POSTERIOR=posterior)
     loss, _, _ = model.train_loss(golden_inputs["images"], golden_inputs["labels"])
     loss.backward()
-    learned = {name for name, p in model.named_parameters() if p.requires_grad}
-    assert learned == {f"learner.{name}" for name, _ in model.learner.named_parameters()}
-    for name, param in model.named_parameters():
-        if name in learned:
-            assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
-        else:
-            assert param.grad is None, name
+    assert_gradients_reach_exactly_the_learner(model)
 
 
 def test_initial_posterior(golden_clip, golden_inputs):

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from support import ROOT, ScriptSandbox, method_node, model_cfg, requires_dassl
+from support import (ROOT, ScriptSandbox, assert_gradients_reach_exactly_the_learner, method_node, model_cfg,
+                     requires_dassl)
 from test_bayesian_prompt import _STUB as RECORDING_PYTHON
 
 pytestmark = requires_dassl
@@ -233,13 +234,7 @@ def test_gradients_reach_exactly_the_learned_parameters(golden_clip, golden_inpu
     model.learner.requires_grad_(True)
     perturb(model)
     model.train_loss(golden_inputs["images"], golden_inputs["labels"]).loss.backward()
-    learned = {name for name, p in model.named_parameters() if p.requires_grad}
-    assert learned == {f"learner.{name}" for name, _ in model.learner.named_parameters()}
-    for name, param in model.named_parameters():
-        if name in learned:
-            assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
-        else:
-            assert param.grad is None, name
+    assert_gradients_reach_exactly_the_learner(model)
 
 
 def test_initial_prompts_are_ctx_init_up_to_the_posterior_noise(golden_clip, golden_inputs):
