@@ -27,7 +27,8 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from clipbayes.toyworld.model import class_means_accuracy, load_toyclip, zero_shot_accuracy  # noqa: E402
+from clipbayes.toyworld.model import (class_means_accuracy, image_features, load_toyclip,  # noqa: E402
+                                      zero_shot_accuracy)
 from clipbayes.toyworld.pretrain import to_tensor  # noqa: E402
 from clipbayes.toyworld.world import STYLES, class_names, iter_images  # noqa: E402
 
@@ -42,11 +43,16 @@ def rendered(labels, style, per_class, offset):
 
 
 def measure(model, style, labels, shots, seeds, test_per_class):
-    """(zero-shot accuracy, class-means accuracy per seed) among ``labels`` in ``style``."""
-    test = rendered(labels, style, test_per_class, 0)
-    zero_shot = zero_shot_accuracy(model, *test, class_names(), labels)
-    means = [class_means_accuracy(model, *rendered(labels, style, shots, 1000 * seed), *test, labels)
-             for seed in seeds]
+    """(zero-shot accuracy, class-means accuracy per seed) among ``labels`` in ``style``; the test images' features
+    are computed once for every seed."""
+    test_images, test_labels = rendered(labels, style, test_per_class, 0)
+    zero_shot = zero_shot_accuracy(model, test_images, test_labels, class_names(), labels)
+    test_features = image_features(model, test_images)
+    means = []
+    for seed in seeds:
+        shot_images, shot_labels = rendered(labels, style, shots, 1000 * seed)
+        means.append(class_means_accuracy(image_features(model, shot_images), shot_labels, test_features,
+                                          test_labels, labels))
     return zero_shot, np.array(means)
 
 

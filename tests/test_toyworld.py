@@ -137,12 +137,13 @@ def test_shipped_checkpoint_loads_with_checksum_and_knows_the_world(tmp_path):
 
 
 def test_dusk_style_is_far_above_chance_and_leaves_few_shot_headroom():
-    from clipbayes.toyworld.model import class_means_accuracy, load_toyclip, zero_shot_accuracy
+    from clipbayes.toyworld.model import class_means_accuracy, image_features, load_toyclip, zero_shot_accuracy
 
     model, base = load_toyclip(), list(range(50))
-    test = _sample(base, "dusk")
-    zero_shot = zero_shot_accuracy(model, *test, world.class_names(), base)
-    class_means = class_means_accuracy(model, *_sample(base, "dusk", offset=100), *test, base)
+    (test, test_labels), (shots, shot_labels) = _sample(base, "dusk"), _sample(base, "dusk", offset=100)
+    zero_shot = zero_shot_accuracy(model, test, test_labels, world.class_names(), base)
+    class_means = class_means_accuracy(image_features(model, shots), shot_labels, image_features(model, test),
+                                       test_labels, base)
     assert zero_shot >= DUSK_ZERO_SHOT_MIN and class_means >= zero_shot + DUSK_HEADROOM_MIN, (zero_shot, class_means)
     photo = _sample(base, "photo")
     assert zero_shot_accuracy(model, *photo, world.class_names(), base) > zero_shot + 10  # the light, not the task

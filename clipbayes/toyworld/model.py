@@ -135,13 +135,13 @@ def zero_shot_accuracy(model, images: torch.Tensor, labels: torch.Tensor, classn
     return 100.0 * (predicted == labels).float().mean().item()
 
 
-def class_means_accuracy(model, shots: torch.Tensor, shot_labels: torch.Tensor, images: torch.Tensor,
+def class_means_accuracy(shot_features: torch.Tensor, shot_labels: torch.Tensor, features: torch.Tensor,
                          labels: torch.Tensor, candidates) -> float:
-    """Top-1 accuracy (%) on ``images`` of the few-shot class-means classifier: argmax_k u . m_k / |m_k|, with
-    m_k the mean image feature of the ``shots`` of class k (no prompt, no training), among ``candidates``."""
+    """Top-1 accuracy (%) on unit image features (N, E) (:func:`image_features`) of the few-shot class-means
+    classifier: argmax_k u . m_k / |m_k|, with m_k the mean of the ``shot_features`` of class k (no prompt, no
+    training), among ``candidates``."""
     candidates = list(candidates)
-    shot_features = image_features(model, shots)
     centres = torch.stack([shot_features[shot_labels == label].mean(dim=0) for label in candidates])
     centres = centres / centres.norm(dim=-1, keepdim=True)
-    predicted = torch.tensor(candidates)[(image_features(model, images) @ centres.t()).argmax(dim=-1)]
+    predicted = torch.tensor(candidates)[(features @ centres.t()).argmax(dim=-1)]
     return 100.0 * (predicted == labels).float().mean().item()
