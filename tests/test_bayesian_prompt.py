@@ -282,7 +282,9 @@ def test_posterior_mean_prediction_unconditional(golden_clip, golden_inputs, mon
         with model.evaluation_cache():
             first, second = model.predict(images), model.predict(images[1:])
     assert_close(first, mc_at_mean)
-    assert torch.equal(second, first[1:])
+    # the same class features serve both batches (counted below); the image tower's batch of 2 and of 3 may round
+    # differently in the last bits (BLAS kernels chosen by batch size)
+    assert_close(second, first[1:], rtol=1e-6, atol=1e-6)
     assert sequences == [len(golden_inputs["classnames"])]  # the C prompts at r = mu, once per evaluation
 
 

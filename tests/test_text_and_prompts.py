@@ -29,7 +29,9 @@ def test_chunked_and_checkpointed_encoder_are_exact(golden_clip):
     chunked = TextEncoder(golden_clip, chunk_size=2, checkpointing=True)(embeddings, eot_positions(tokens))
     (grad_chunked,) = torch.autograd.grad(chunked.sum(), embeddings)
     torch.testing.assert_close(chunked, reference, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(grad_chunked, grad_ref, rtol=1e-5, atol=1e-6)
+    # float32 rounding relative to the gradient's scale (~150 here): chunks of 2 and one pass of 5 sequences may
+    # use different BLAS kernels and threaded reduction orders
+    torch.testing.assert_close(grad_chunked, grad_ref, rtol=1e-5, atol=1e-6 * grad_ref.abs().max().item())
 
 
 def _coop_prompts_full(encoder, classnames, ctx, position):
