@@ -5,7 +5,8 @@
 
 Each (trainer, seed) goes through ``train.py``'s code (:mod:`clipbayes.toyworld.protocol`: train on the base
 classes, eval-only on the new classes and on the base classes in the shifted style) with its logs under
-``<output-dir>/<trainer>/seed<S>/``; a rerun reads finished runs back instead of repeating them. Writes
+``<output-dir>`` in CoOp's layout (``python -m clipbayes.results <output-dir> --calibration`` tabulates them); a
+rerun reads finished runs back instead of repeating them. Writes
 ``<output-dir>/toy_protocols.md`` (mean +- population std over seeds, and per-seed differences from zero-shot
 CLIP, which is paired: same seed, same shots, same test images) and ``<output-dir>/toy_protocols.png``.
 """
@@ -44,7 +45,7 @@ def measure(trainers, seeds, output_dir, options):
         results[trainer] = {}
         for seed in seeds:
             started = time.time()
-            acc = run_protocol(trainer, seed, osp.join(output_dir, trainer, f"seed{seed}"), run, options, quiet=True)
+            acc = run_protocol(trainer, seed, output_dir, run, options, quiet=True)
             results[trainer][seed] = acc
             print(f"{trainer:>16} seed {seed}: base {acc['base']:5.1f}  new {acc['new']:5.1f}  HM {acc['hm']:5.1f}  "
                   f"shift {acc['shift']:5.1f}  ({time.time() - started:.0f} s)", flush=True)

@@ -24,6 +24,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from clipbayes.compat import import_dassl
 from clipbayes.config import ConfigError, check_cfg, default_cfg
+from clipbayes.engine import cpu, progress
 from clipbayes.engine import distributed as ddp
 from clipbayes.modeling.clip_loader import UnknownBackboneError
 from clipbayes.registry import method_names
@@ -54,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only")
     parser.add_argument("--load-epoch", type=int, help="load the weights saved after this epoch")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch (default 0: follow the machine's load, clipbayes/engine/cpu.py; "
+                             "OMP_NUM_THREADS also fixes it)")
+    parser.add_argument("--keep-denormals", action="store_true",
+                        help="keep float32 denormals on the CPU (default: flushed to zero, which is faster)")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                         help="modify config options from the command line (KEY VALUE pairs)")
     return parser
@@ -137,9 +143,11 @@ def finished_epochs(output_dir: str) -> int | None:
     return min(epochs) if epochs else None
 
 
-def check_output_dir(cfg, training: bool) -> None:
-    """Refuse a finished run, say when an unfinished one is resumed, and fail early on an unwritable folder."""
+def check_output_dir(cfg, training: bool) -> str | None:
+    """Refuse a finished run and fail early on an unwritable folder; the notice to print when an unfinished run
+    is resumed (None otherwise)."""
     out = cfg.OUTPUT_DIR
+    notice = None
     if training:
         reached = finished_epochs(out)
         if reached is not None and reached >= cfg.OPTIM.MAX_EPOCH:
@@ -148,17 +156,17 @@ def check_output_dir(cfg, training: bool) -> None:
                 f"refusing to overwrite it. Re-evaluate it with --eval-only --model-dir {out} "
                 f"--load-epoch {reached}, or choose another --output-dir.")
         if reached is not None:
-            print(f"Output directory '{out}' holds an unfinished run ({reached}/{cfg.OPTIM.MAX_EPOCH} epochs): "
-                  f"resuming it")
-    if not ddp.is_main():
-        return
-    try:
-        os.makedirs(out, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test"):
-            pass
-    except OSError as err:
-        raise UsageError(f"Output directory '{out}' is not writable ({err.strerror}). "
-                         f"Choose another --output-dir.") from err
+            notice = (f"Output directory '{out}' holds an unfinished run ({reached}/{cfg.OPTIM.MAX_EPOCH} epochs): "
+                      f"resuming it")
+    if ddp.is_main():
+        try:
+            os.makedirs(out, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test"):
+                pass
+        except OSError as err:
+            raise UsageError(f"Output directory '{out}' is not writable ({err.strerror}). "
+                             f"Choose another --output-dir.") from err
+    return notice
 
 
 def is_demo(args) -> bool:
@@ -174,6 +182,9 @@ def run(argv: list[str] | None = None) -> None:
     check_trainer(args.trainer)
     if len(args.opts or []) % 2:
         raise UsageError(f"Trailing options must be KEY VALUE pairs; got an odd number: {args.opts}")
+    if args.threads < 0:
+        raise UsageError(f"--threads must be >= 1 (or 0: follow the machine's load); got {args.threads}")
+    threads = cpu.configure(args.threads or None, args.keep_denormals)
     from clipbayes.demo import run_demo  # also registers the DemoShapes test dataset
 
     if is_demo(args):
@@ -182,20 +193,22 @@ def run(argv: list[str] | None = None) -> None:
         if unsupported:
             raise UsageError(f"The demo (no --dataset-config-file / --config-file) does not take "
                              f"{', '.join(unsupported)}; give a dataset and a config file for such runs.")
-        print(f"No dataset or config given: running the embedded toy-world demo of {args.trainer}")
         run_demo(args.trainer, args.seed, args.output_dir or None, list(args.opts or []), args.root or None, run)
         return
     cfg = setup_cfg(args)
     training = not args.eval_only and not args.no_train
     if ddp.launched_by_torchrun():
         start_distributed(cfg)
-    check_output_dir(cfg, training)
+    resuming = check_output_dir(cfg, training)
 
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
     if ddp.is_main():  # one log.txt: rank 0's
         setup_logger(cfg.OUTPUT_DIR)
+    if resuming:
+        progress.report(resuming)
+    print(threads.describe())
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print("** Arguments **")
@@ -212,7 +225,6 @@ def run(argv: list[str] | None = None) -> None:
         trainer.test()
     elif not args.no_train:
         trainer.train()
-    ddp.shutdown()
 
 
 def start_distributed(cfg) -> None:
@@ -230,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run train.py; bad input and known faults end with one clear message and a non-zero exit code:
     2 for command-line/config mistakes, 1 for data and numerical faults. With CLIPBAYES_DEBUG=1 the traceback is
     shown instead."""
+    try:
+        return _run_reporting_errors(argv)
+    finally:
+        ddp.shutdown()  # the process group (under torchrun) lives as long as the process
+
+
+def _run_reporting_errors(argv: list[str] | None) -> int:
     from PIL import UnidentifiedImageError
 
     from clipbayes.datasets.errors import DatasetError
@@ -250,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: corrupt or unreadable image ({err}). List every such file with\n"
               f"  python -m clipbayes.datasets.check --root <DATA>", file=sys.stderr)
         return 1
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, ddp.CollectiveError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

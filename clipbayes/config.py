@@ -16,7 +16,7 @@ from yacs.config import CfgNode as CN
 
 from clipbayes import registry
 from clipbayes.datasets.templates import check_template
-from clipbayes.modeling.precision import PRECISIONS
+from clipbayes.modeling.precision import LEARNER_PRECISIONS, PRECISIONS
 from clipbayes.modeling.prompt_clip import MC_DRAWS
 from clipbayes.modeling.text import CLASS_TOKEN_POSITIONS
 
@@ -76,8 +76,16 @@ class Key:
 
 
 # --- keys several methods share ----------------------------------------------------------------------------------
-def precision_key(default: str) -> dict[str, Key]:
-    return {"PREC": Key(default, "numerical precision of the frozen CLIP (fp32 on a CPU)", choices=PRECISIONS)}
+def precision_key(default: str, learner: bool = True) -> dict[str, Key]:
+    """PREC (the frozen CLIP's precision) and, for a method that trains a learner, LEARNER_PREC (the learner's):
+    clipbayes/modeling/precision.py, docs/precision.md."""
+    keys = {"PREC": Key(default, "numerical precision of the frozen CLIP (fp32 on a CPU unless "
+                                 "$CLIPBAYES_CPU_LOW_PRECISION=1)", choices=PRECISIONS)}
+    if learner:
+        keys["LEARNER_PREC"] = Key("fp32", "precision of the learned tensors: fp32 (master weights, cast where they "
+                                           "enter CLIP) or clip (the frozen CLIP's dtype, as the official CoOp / "
+                                           "CoCoOp / BPL code); docs/precision.md", choices=LEARNER_PRECISIONS)
+    return keys
 
 
 def context_keys(n_ctx: int, ctx_init: str, position: bool = True) -> dict[str, Key]:
@@ -93,6 +101,35 @@ def context_keys(n_ctx: int, ctx_init: str, position: bool = True) -> dict[str, 
     return keys
 
 
+def half_cast_key() -> dict[str, Key]:
+    """The deep-prompt methods' switch for the official code's fp16 rounding of every inserted prompt copy."""
+    return {"HALF_CAST": Key(False, "round every inserted prompt copy to fp16, as the official code does even at "
+                                    "PREC fp32 (its golden outputs; docs/methods/deep_prompts.md)",
+                             choices=(False, True))}
+
+
+def depth_key(name: str, default: int, tower: str, minimum: int) -> dict[str, Key]:
+    """A deep-prompt depth J (the official convention: it counts the input layer)."""
+    none = "; 0: no prompt in this tower" if minimum == 0 else ""
+    return {name: Key(default, f"J: the input layer and {tower} blocks 1 .. J-1 get fresh prompt tokens{none}",
+                      check=at_least(minimum))}
+
+
+def independent_prompt_keys(ctx_init: str = "a photo of a", text_depth: int = 9, vision_depth: int = 9,
+                            vision_tokens: int = 2) -> dict[str, Key]:
+    """The keys of independent text and vision deep prompts (IVLP, APEX), under the official names."""
+    return {
+        "N_CTX_TEXT": Key(2, "n_t, text context tokens (the first n_t tokens of CTX_INIT are learned)",
+                          check=at_least(1)),
+        "N_CTX_VISION": Key(vision_tokens, "n_v, vision prompt tokens (0: no vision prompts)", check=at_least(0)),
+        "CTX_INIT": Key(ctx_init, 'words initialising the text context ("#" stands for the class name); "" = '
+                                  "random N(0, 0.02^2)"),
+        **depth_key("PROMPT_DEPTH_TEXT", text_depth, "text", minimum=1),
+        **depth_key("PROMPT_DEPTH_VISION", vision_depth, "vision", minimum=0),
+        **half_cast_key(),
+    }
+
+
 def _is_template(value) -> bool:
     try:
         return value == "" or check_template(value) == value
@@ -100,11 +137,11 @@ def _is_template(value) -> bool:
         return False
 
 
-def template_keys() -> dict[str, Key]:
+def template_keys(default: str = "") -> dict[str, Key]:
     """Hand-crafted prompt keys of the methods that use zero-shot text features."""
     return {
-        "TEMPLATE": Key("", 'hand-crafted prompt template; "" = DATASET.PROMPT_TEMPLATE, else the dataset\'s, '
-                            'else "a photo of a {}."', check=Check(_is_template, '"" or a text with one "{}"')),
+        "TEMPLATE": Key(default, 'hand-crafted prompt template; "" = DATASET.PROMPT_TEMPLATE, else the dataset\'s, '
+                                 'else "a photo of a {}."', check=Check(_is_template, '"" or a text with one "{}"')),
         "ENSEMBLE": Key(False, "average the features of the template ensemble instead", choices=(False, True)),
     }
 

@@ -22,6 +22,7 @@ import time
 from PIL import Image, ImageDraw
 
 from clipbayes.compat import import_dassl
+from clipbayes.engine import distributed as ddp
 from clipbayes.toyworld import protocol
 
 import_dassl()
@@ -114,29 +115,39 @@ def tiny_pipeline_options() -> list[str]:
     ]
 
 
-def run_demo(trainer: str, seed: int | None, output_dir: str | None, options: list[str], root: str | None,
+def run_demo(trainer: str, seed: int | None, output_dir: str | None, options: list[str], data_root: str | None,
              run_cli) -> dict:
     """The toy-world protocol of ``trainer`` and of zero-shot CLIP; prints and returns their accuracies.
 
-    ``run_cli(argv)`` runs ``train.py``'s code; ``options`` (``KEY VALUE``) apply to the trainer's runs only.
+    ``run_cli(argv)`` runs ``train.py``'s code; ``options`` (``KEY VALUE``) apply to the trainer's runs only. The
+    runs sit in ``output_dir`` in the layout of CoOp's scripts (``python -m clipbayes.results`` reads it); a run
+    finished there is read back, an unfinished one resumes. Under ``torchrun`` every process runs every run (in
+    one process group) and rank 0 prints.
     """
+    if ddp.launched_by_torchrun():
+        ddp.init_from_env(use_cuda=True)
     seed = 1 if seed is None else seed
-    output_dir = output_dir or osp.join("output", "demo", trainer, time.strftime("%Y%m%d-%H%M%S"))
+    output_dir = output_dir or ddp.from_main(
+        lambda: osp.join("output", "demo", trainer, time.strftime("%Y%m%d-%H%M%S")))
     started = time.time()
-    print(f"Toy-world demo of {trainer} (seed {seed}): {protocol.NUM_SHOTS} dusk-style shots of each of the 50 "
-          f"base classes, the shipped toy CLIP; runs in {output_dir}", flush=True)
+    print(f"No dataset or config given: the embedded toy-world demo of {trainer} (seed {seed}): "
+          f"{protocol.NUM_SHOTS} dusk-style shots of each of the 50 base classes, the shipped toy CLIP; runs in "
+          f"{output_dir}", flush=True)
     # the trainer first, so that a bad option fails before anything else has run
-    trained = protocol.run_protocol(trainer, seed, osp.join(output_dir, trainer), run_cli, options, root=root,
-                                    quiet=True, with_shift=False)
+    trained = protocol.run_protocol(trainer, seed, output_dir, run_cli, options, data_root=data_root, quiet=True,
+                                    with_shift=False)
     zero_shot = trained if trainer == "ZeroshotCLIP" else protocol.run_protocol(
-        "ZeroshotCLIP", seed, osp.join(output_dir, "ZeroshotCLIP"), run_cli, root=root, quiet=True,
-        with_shift=False)
+        "ZeroshotCLIP", seed, output_dir, run_cli, data_root=data_root, quiet=True, with_shift=False)
     rows = [("zero-shot CLIP", zero_shot)] + ([(trainer, trained)] if trainer != "ZeroshotCLIP" else [])
     width = max(len(name) for name, _ in rows)
     print(f"\n{'':{width}}   base    new     HM")
     for name, acc in rows:
         print(f"{name:{width}}  {acc['base']:5.1f}  {acc['new']:5.1f}  {acc['hm']:5.1f}")
-    print(f"\nDemo finished in {time.time() - started:.0f} s; logs in {output_dir}. Accuracy (%) on the toy world "
-          f"(100 classes, chance 2% among 50). benchmarks/toy_protocols.py adds 5 seeds and the shifted style; "
-          f"docs/toyworld.md says what the toy world can and cannot tell about real CLIP.", flush=True)
+    print(f"\nDemo finished in {time.time() - started:.0f} s. Accuracy (%) on the toy world (100 classes, chance 2% "
+          f"among 50). benchmarks/toy_protocols.py adds 5 seeds and the shifted style; docs/toyworld.md says what "
+          f"the toy world can and cannot tell about real CLIP.\n"
+          f"Logs, checkpoints and metrics are in {output_dir}. Next:\n"
+          f"  python -m clipbayes.results {output_dir} --calibration        # accuracy, ECE and NLL tables\n"
+          f"  python -m clipbayes.results {output_dir} --plots {osp.join(output_dir, 'plots')}   "
+          f"# reliability diagrams and more", flush=True)
     return {"zero_shot": zero_shot, trainer: trained}

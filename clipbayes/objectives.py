@@ -104,11 +104,13 @@ def mc_nll(logits: Tensor, labels: Tensor) -> Tensor:
 def gaussian_samples(mu: Tensor, log_var: Tensor, n_samples: int, noise: Optional[Tensor] = None) -> Tensor:
     """Reparameterised draws r_l = mu + eps_l * exp(l / 2): mu, log_var (S, D) -> r (S, L, D).
 
-    ``noise`` is eps (S, L, D); by default standard normal draws on mu's device.
+    ``noise`` is eps (S, L, D); by default standard normal draws on mu's device. The standard deviation is
+    computed in at least float32 (an fp16 exp overflows above log_var = 22) and r is returned in mu's dtype.
     """
     if noise is None:
         noise = torch.randn(mu.shape[0], n_samples, mu.shape[-1], device=mu.device, dtype=mu.dtype)
-    return mu.unsqueeze(1) + noise.to(mu) * torch.exp(0.5 * log_var).unsqueeze(1)
+    std = torch.exp(0.5 * log_var.to(_work_dtype(log_var)))
+    return (mu.unsqueeze(1) + noise.to(std) * std.unsqueeze(1)).to(mu.dtype)
 
 
 def gaussian_kl_to_standard_normal(mu: Tensor, log_var: Tensor) -> Tensor:
@@ -117,10 +119,11 @@ def gaussian_kl_to_standard_normal(mu: Tensor, log_var: Tensor) -> Tensor:
     mu, log_var: (..., D) (same shape).  Per dimension
         KL_d = 0.5 * (exp(l_d) + mu_d^2 - 1 - l_d),
     averaged over D (the official reduction), then averaged over every leading (batch) dimension, e.g. the
-    B images of the conditional variant.
+    B images of the conditional variant. Computed in at least float32 (exp(l) overflows fp16 above l = 11).
     """
     if mu.shape != log_var.shape:
         raise ValueError(f"mu {tuple(mu.shape)} and log_var {tuple(log_var.shape)} differ in shape")
+    mu, log_var = mu.to(_work_dtype(mu)), log_var.to(_work_dtype(log_var))
     kl = 0.5 * (torch.exp(log_var) + mu.pow(2) - 1.0 - log_var)
     return kl.mean(dim=-1).mean()
 
@@ -141,7 +144,9 @@ def loggable(parts: Dict[str, Tensor]) -> Dict[str, float]:
 
 def likelihood_loss(logits: Tensor, labels: Tensor, regularisers: Dict[str, Tensor]) -> LossOutput:
     """loss = -log p(y | x) + sum of the (already weighted) regularisers, p the softmax of (B, C) logits or the MC
-    average of the softmaxes of (L, B, C) logits (``mc_nll``). Parts logged: ``nll`` and each regulariser."""
+    average of the softmaxes of (L, B, C) logits (``mc_nll``), in at least float32. Parts logged: ``nll`` and each
+    regulariser."""
+    logits = logits.to(_work_dtype(logits))
     nll = F.cross_entropy(logits, labels) if logits.dim() == 2 else mc_nll(logits, labels)
     parts = loggable({"nll": nll, **regularisers}) if regularisers else {}
     return LossOutput(nll + sum(regularisers.values()), predictive_scores(logits), parts)

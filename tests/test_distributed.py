@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -148,17 +149,19 @@ def test_averaged_gradient_equals_the_one_process_gradient(tmp_path, monkeypatch
 
 # --- train.py under torchrun ------------------------------------------------------------------------------------
 
-# Runs train.py (its argv follows) after arranging that rank FAIL_RANK fails at the start of (epoch, batch): by
-# SIGKILL (a kill -9 mid-epoch) or by an exception with a message.
+# Runs train.py (its argv follows) after arranging that rank 1 fails at the start of (epoch, batch): by SIGKILL (a
+# kill -9 mid-epoch), by an exception with a message, or by stalling (a process that stops answering).
 FAILING_RANK = """
-import os, runpy, signal, sys
+import os, runpy, signal, sys, time
 sys.path.insert(0, {root!r})
 from clipbayes.engine.trainer import PromptTrainer
 step = PromptTrainer.forward_backward
 def forward_backward(self, data):
     if os.environ["RANK"] == "1" and (self.epoch, self.batch_idx) == ({epoch}, {batch}):
-        if {kill}:
+        if {action!r} == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if {action!r} == "stall":
+            time.sleep(3600)
         raise RuntimeError("rank 1 fails on purpose")
     return step(self, data)
 PromptTrainer.forward_backward = forward_backward
@@ -185,9 +188,9 @@ def _torchrun(env, script, *args, processes=WORLD):
                           timeout=600)
 
 
-def _failing(tmp_path, epoch, batch, kill) -> str:
-    path = tmp_path / f"fail_{epoch}_{batch}_{kill}.py"
-    path.write_text(FAILING_RANK.format(root=ROOT, epoch=epoch, batch=batch, kill=kill,
+def _failing(tmp_path, epoch, batch, action) -> str:
+    path = tmp_path / f"fail_{epoch}_{batch}_{action}.py"
+    path.write_text(FAILING_RANK.format(root=ROOT, epoch=epoch, batch=batch, action=action,
                                         train=osp.join(ROOT, "train.py")))
     return str(path)
 
@@ -214,7 +217,7 @@ def test_torchrun_writes_once_resumes_exactly_and_evaluates_as_one_process(tmp_p
     assert done.stdout.count("Finish training") == 1
     assert len(_checkpoint(reference, 2)["rng_state_ranks"]) == 2
 
-    killed = _torchrun(env, _failing(tmp_path, 1, 1, kill=True), "--output-dir", resumed, *DEMO)
+    killed = _torchrun(env, _failing(tmp_path, 1, 1, "kill"), "--output-dir", resumed, *DEMO)
     assert killed.returncode != 0
     assert sorted(os.listdir(osp.join(resumed, "prompt_learner"))) == ["checkpoint", "model.pth.tar-1"]
     again = _torchrun(env, "train.py", "--output-dir", resumed, *DEMO)
@@ -235,6 +238,32 @@ def test_torchrun_writes_once_resumes_exactly_and_evaluates_as_one_process(tmp_p
 
 @requires_dassl
 def test_a_failing_rank_ends_the_run_with_its_message(tmp_path, env):
-    proc = _torchrun(env, _failing(tmp_path, 0, 2, kill=False), "--output-dir", str(tmp_path / "out"), *DEMO)
+    proc = _torchrun(env, _failing(tmp_path, 0, 2, "raise"), "--output-dir", str(tmp_path / "out"), *DEMO)
     assert proc.returncode != 0
     assert "rank 1 fails on purpose" in proc.stderr
+
+
+@requires_dassl
+def test_a_stalled_rank_ends_the_run_at_the_timeout_naming_rank_and_step(tmp_path, env):
+    started = time.monotonic()
+    proc = _torchrun({**env, "CLIPBAYES_DIST_TIMEOUT_S": "10"}, _failing(tmp_path, 0, 2, "stall"), "--output-dir",
+                     str(tmp_path / "out"), *DEMO)
+    assert proc.returncode != 0
+    assert ("error: rank 0 of 2: the training step of epoch 1, batch 3 (gradient all-reduce) did not complete"
+            in proc.stderr), proc.stderr[-3000:]
+    assert time.monotonic() - started < 120  # the 10 s timeout, not the stalled rank's hour
+
+
+@requires_dassl
+def test_the_toy_world_demo_runs_under_torchrun(tmp_path, env):
+    """Several train.py runs in one process (the demo's) share one process group; every rank runs them, rank 0
+    prints and writes."""
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(WORLD), "train.py", "--trainer", "CoOp", "--output-dir", str(out), "OPTIM.MAX_EPOCH",
+                           "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("Demo finished") == 1 and proc.stdout.count("No dataset or config given") == 1
+    assert re.search(r"^CoOp\s+[\d.]+\s+[\d.]+\s+[\d.]+$", proc.stdout, re.M), proc.stdout[-2000:]
+    base_run = out / "base2new" / "train_base" / "ToyWorld" / "shots_16" / "CoOp" / "toy" / "seed1"
+    assert sorted(p.name for p in base_run.iterdir() if p.name.startswith("log.txt")) == ["log.txt"]

@@ -127,5 +127,29 @@ def test_checkpoint_without_random_states_resumes_with_a_note(tmp_path):
     assert osp.isfile(osp.join(out, "prompt_learner", "model.pth.tar-2"))
 
 
+@requires_dassl
+def test_killed_demo_resumes_like_the_command_line(tmp_path):
+    """The toy-world demo (``train.py --trainer X --output-dir D``) killed mid-training and started again resumes its
+    unfinished run with the command line's notice and ends bit-identical to an uninterrupted demo."""
+    env = _env(tmp_path)
+
+    def demo(out, kill_at=None):
+        command = ["train.py"] if kill_at is None else ["-c", KILL_AT.format(epoch=kill_at[0], batch=kill_at[1])]
+        return subprocess.run([sys.executable, *command, "--trainer", "CoOp", "--output-dir", out,
+                               "OPTIM.MAX_EPOCH", "3"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=600)
+
+    reference, resumed = str(tmp_path / "reference"), str(tmp_path / "resumed")
+    assert demo(reference).returncode == 0
+    assert demo(resumed, kill_at=(1, 3)).returncode == -signal.SIGKILL
+    again = demo(resumed)
+    assert again.returncode == 0, again.stderr[-3000:]
+    run = osp.join("base2new", "train_base", "ToyWorld", "shots_16", "CoOp", "toy", "seed1")
+    assert (f"CoOp train_base: Output directory '{osp.join(resumed, run)}' holds an unfinished run (1/3 epochs): "
+            f"resuming it") in again.stdout
+    assert re.findall(r"CoOp train_base: epoch (\d)/3", again.stdout) == ["2", "3"]  # epoch 1 was not trained again
+    _assert_identical(_weights(osp.join(reference, run), 3), _weights(osp.join(resumed, run), 3))
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))

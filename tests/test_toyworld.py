@@ -190,9 +190,17 @@ def test_demo_prints_base_new_and_hm_beside_zero_shot(tmp_path):
     base, new, hm = rows["zero-shot CLIP"]
     assert base > 50 and new > 50  # measured 65.7 / 66.2; chance 2%
     assert hm == pytest.approx(2 * base * new / (base + new), abs=0.06)
-    for run in ("train_base", "test_new"):
-        assert (out / "CoOp" / run / "log.txt").is_file() and (out / "ZeroshotCLIP" / run / "log.txt").is_file()
-    assert not (out / "CoOp" / "test_shift").exists()  # the demo is base-to-new only
+    for run in ("train_base", "test_new"):  # CoOp's layout, which the results command reads
+        for trainer in ("CoOp", "ZeroshotCLIP"):
+            assert (out / "base2new" / run / "ToyWorld" / "shots_16" / trainer / "toy" / "seed1" / "log.txt").is_file()
+    assert not (out / "evaluation").exists()  # the demo is base-to-new only
+    assert f"python -m clipbayes.results {out} --calibration" in proc.stdout  # the demo names the next command
+    tables = subprocess.run([sys.executable, "-m", "clipbayes.results", str(out), "--calibration"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert tables.returncode == 0, tables.stderr[-2000:]
+    assert re.search(r"^ToyWorld\s+" + r"\s+".join(f"{v:.2f}" for v in rows["CoOp"][:2]), tables.stdout, re.M), \
+        tables.stdout
+    assert "ECE base" in tables.stdout and "NLL (TS) new" in tables.stdout
     again = subprocess.run([sys.executable, "train.py", "--trainer", "CoOp", "--output-dir", str(out),
                             "OPTIM.MAX_EPOCH", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and re.search(r"^CoOp\s+" + r"\s+".join(f"{v:.1f}" for v in rows["CoOp"]),

@@ -2,9 +2,11 @@
 
 What changes with N processes (N = WORLD_SIZE > 1; with one process nothing here is used):
 
-* Process group: NCCL on CUDA (process r uses GPU LOCAL_RANK), gloo on the CPU, with a timeout
-  (``$CLIPBAYES_DIST_TIMEOUT_S``, default 600 s) so that a rank stuck in a collective after another rank died
-  raises instead of hanging; torchrun then stops every rank and prints the failing rank's error.
+* Process group: NCCL on CUDA (process r uses GPU LOCAL_RANK), gloo on the CPU, joined once per process (the
+  toy-world demo runs several runs in one process: they share the group) and left when the process ends. Every
+  collective has a timeout (``$CLIPBAYES_DIST_TIMEOUT_S``, default 600 s): a rank left waiting after another rank
+  died or stopped raises :class:`CollectiveError`, which names the rank and the step (``train.py`` prints it and
+  exits with status 1); torchrun then stops every rank.
 * Model: every rank builds the same model from ``SEED`` (the few-shot subset, the initial context: identical on
   every rank). Only the learner is wrapped in ``DistributedDataParallel`` (:class:`LearnerStep`: a module holding
   the learner alone, whose forward is the method's ``train_loss``); the frozen CLIP is replicated and never
@@ -60,20 +62,58 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+class CollectiveError(RuntimeError):
+    """A collective operation failed or timed out; the message names the rank and the step."""
+
+
+def timeout_s() -> float:
+    return float(os.environ.get("CLIPBAYES_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+
+
 def init_from_env(use_cuda: bool) -> None:
-    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT)."""
-    timeout = datetime.timedelta(seconds=float(os.environ.get("CLIPBAYES_DIST_TIMEOUT_S", DEFAULT_TIMEOUT_S)))
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), once per
+    process: a second run in the same process (the demo's runs) keeps the group it joined."""
+    if dist.is_initialized():
+        return
     cuda = use_cuda and torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s()))
     if not is_main():
         sys.stdout = open(os.devnull, "w")  # one log: rank 0's
 
 
 def shutdown() -> None:
+    """Leave the process group (at the end of the process)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def collective(step: str):
+    """Run a block of collective operations; a failure or timeout becomes a :class:`CollectiveError` naming this
+    rank and ``step`` (e.g. "the gradient all-reduce of epoch 2, batch 5")."""
+    if world_size() == 1:
+        yield
+        return
+    try:
+        yield
+    except CollectiveError:
+        raise
+    except RuntimeError as err:  # gloo and NCCL raise DistBackendError (a RuntimeError) or RuntimeError
+        if not isinstance(err, dist.DistBackendError) and not _looks_distributed(str(err)):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CollectiveError(
+            f"rank {rank()} of {world_size()}: {step} did not complete ({first[:300]}). Another process probably "
+            f"stopped or failed: see its error above. Each collective waits up to {timeout_s():.0f} s "
+            f"($CLIPBAYES_DIST_TIMEOUT_S).") from err
+
+
+def _looks_distributed(message: str) -> bool:
+    words = ("timed out", "timeout", "connection closed", "connection reset", "gloo", "nccl", "broken pipe",
+             "peer")
+    return any(word in message.lower() for word in words)
 
 
 def seed_everything(seed: int) -> None:
@@ -189,20 +229,33 @@ def sharded_loader(loader: DataLoader) -> tuple:
                       pin_memory=loader.pin_memory, collate_fn=loader.collate_fn), mine
 
 
-def gather_batches(local: dict) -> list:
+def gather_batches(local: dict, step: str = "gathering the evaluation batches") -> list:
     """``{batch index: CPU tensors}`` of every rank -> the values of all batches in index order (every rank)."""
     if world_size() == 1:
         return [local[j] for j in sorted(local)]
     parts = [None] * world_size()
-    dist.all_gather_object(parts, local)
+    with collective(step):
+        dist.all_gather_object(parts, local)
     merged = {j: value for part in parts for j, value in part.items()}
     return [merged[j] for j in sorted(merged)]
 
 
-def gather_objects(obj) -> list:
+def from_main(compute):
+    """``compute()`` as rank 0 sees it, on every rank (e.g. whether a run in the shared output folder is finished,
+    so that every rank takes the same branch); evaluated locally in one process."""
+    if world_size() == 1:
+        return compute()
+    value = [compute() if is_main() else None]
+    with collective("sharing rank 0's reading of the output folder"):
+        dist.broadcast_object_list(value, src=0)
+    return value[0]
+
+
+def gather_objects(obj, step: str = "gathering an object of every rank") -> list:
     """``obj`` of every rank, in rank order (a one-element list in one process)."""
     if world_size() == 1:
         return [obj]
     parts = [None] * world_size()
-    dist.all_gather_object(parts, obj)
+    with collective(step):
+        dist.all_gather_object(parts, obj)
     return parts

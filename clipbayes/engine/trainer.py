@@ -18,18 +18,18 @@ import math
 import os.path as osp
 
 import torch
-from tqdm import tqdm
-
 from clipbayes.compat import import_dassl
 from clipbayes.engine import checkpoint as ckpt
+from clipbayes.engine import cpu
 from clipbayes.engine import distributed as ddp
+from clipbayes.engine import progress
 from clipbayes.engine.feature_cache import cache_key, cached_image_features
 from clipbayes.engine.rng_state import RANK_RNG_STATES_KEY, RNG_STATE_KEY, capture_rng_state, restore_rng_state
 from clipbayes.engine.schedule import build_lr_scheduler
 from clipbayes.evaluation.report import PredictionCollector, Predictions
 from clipbayes.evaluation.reporter import EvaluationReporter
 from clipbayes.modeling.clip_loader import load_clip
-from clipbayes.modeling.precision import apply_precision, autocast, resolve_precision
+from clipbayes.modeling.precision import apply_precision, autocast, grad_scaler, learner_dtype, resolve_precision
 from clipbayes.objectives import predictive_scores
 
 import_dassl()
@@ -57,8 +57,14 @@ class PromptTrainer(TrainerX):
 
     @classmethod
     def make_prompt_model(cls, cfg, clip_model, classnames):
-        """The method's model for ``classnames``; reads its keys from ``cfg.TRAINER.<node>``."""
-        return cls.method.build(cfg, cfg.TRAINER[cls.method.node], clip_model, classnames)
+        """The method's model for ``classnames``; reads its keys from ``cfg.TRAINER.<node>``. Its learner is cast
+        to the dtype of LEARNER_PREC (float32 master weights by default; the values it was built with, in the
+        CLIP's dtype, are kept, so both settings start from the same point)."""
+        node = cfg.TRAINER[cls.method.node]
+        model = cls.method.build(cfg, node, clip_model, classnames)
+        if model.learner is not None:
+            model.learner.to(learner_dtype(node.LEARNER_PREC, model.dtype))
+        return model
 
     def build_model(self):
         cfg = self.cfg
@@ -83,7 +89,11 @@ class PromptTrainer(TrainerX):
             self.optim = build_optimizer(learner, cfg.OPTIM)
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
             self.register_model(LEARNER_NAME, learner, self.optim, self.sched)
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" else None
+        self.scaler, self.epoch_losses = None, []
+        if self.is_trainable:
+            self.scaler = grad_scaler(self.precision, self.learner_dtype, self.device)
+            print(f"Precision: frozen CLIP {self.precision}, learner {self.learner_dtype} (LEARNER_PREC "
+                  f"{self.method_cfg.LEARNER_PREC})" + ("; dynamic loss scaling" if self.scaler else ""))
         self.ddp_step = None
         if ddp.world_size() > 1:
             if self.is_trainable:
@@ -101,6 +111,16 @@ class PromptTrainer(TrainerX):
     def before_epoch(self):
         if ddp.world_size() > 1:
             self.train_loader_x.batch_sampler.set_epoch(self.epoch)
+        threads = cpu.policy()
+        change = threads.update() if threads is not None else None
+        if change:
+            print(change)
+        self.epoch_losses = []
+
+    def after_epoch(self):
+        super().after_epoch()
+        losses = self.epoch_losses
+        progress.report(self.epoch_clock.line(self.epoch, sum(losses) / len(losses) if losses else None))
 
     def init_writer(self, log_dir):
         if ddp.is_main():  # one TensorBoard: rank 0's
@@ -110,6 +130,10 @@ class PromptTrainer(TrainerX):
     def is_trainable(self) -> bool:
         return bool(self.get_model_names())
 
+    @property
+    def learner_dtype(self) -> torch.dtype:
+        return next(self.model.learner.parameters()).dtype
+
     # --- one training step ---------------------------------------------------------------------------------------
     def parse_batch_train(self, batch):
         return batch["img"].to(self.device), batch["label"].to(self.device)
@@ -118,36 +142,41 @@ class PromptTrainer(TrainerX):
         if self.model.wants_train_features:
             self.attach_train_features()
         super().before_train()
+        self.epoch_clock = progress.EpochClock(self.start_epoch, self.max_epoch)
 
     @torch.no_grad()
     def attach_train_features(self):
         """One pass over the training loader: its image features (N, E) and labels (N,) go to the model."""
         features, labels = [], []
-        for batch in tqdm(self.train_loader_x, desc="training-set image features", disable=not ddp.is_main()):
+        for batch in progress.bar(self.train_loader_x, "training-set image features", show=ddp.is_main()):
             images, label = self.parse_batch_train(batch)
             with autocast(self.precision, self.device):
                 features.append(self.model.encode_images(images).float().cpu())
             labels.append(label.cpu())
-        parts = ddp.gather_objects((torch.cat(features), torch.cat(labels)))  # under torchrun: every rank's share
+        parts = ddp.gather_objects((torch.cat(features), torch.cat(labels)),  # under torchrun: every rank's share
+                                   "gathering the training-set image features")
         self.model.attach_train_features(torch.cat([f for f, _ in parts]).to(self.device),
                                          torch.cat([y for _, y in parts]).to(self.device))
 
     def forward_backward(self, batch):
         images, labels = self.parse_batch_train(batch)
-        with autocast(self.precision, self.device):
-            loss, scores, extras = (self.ddp_step or self.model.train_loss)(images, labels)
-        if scores.shape[0] != labels.shape[0]:  # rows appended by the method (augmentation): score the real ones
-            scores = scores[:labels.shape[0]]
-        self.check_finite(loss)
-        self.optim.zero_grad()
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optim)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optim.step()
+        with ddp.collective(f"the training step of epoch {self.epoch + 1}, batch {self.batch_idx + 1} (gradient "
+                            f"all-reduce)"):
+            with autocast(self.precision, self.device):
+                loss, scores, extras = (self.ddp_step or self.model.train_loss)(images, labels)
+            if scores.shape[0] != labels.shape[0]:  # rows appended by the method (augmentation): score the real ones
+                scores = scores[:labels.shape[0]]
+            self.check_finite(loss)
+            self.optim.zero_grad()
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optim)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optim.step()
         summary = {"loss": loss.item(), "acc": (scores.argmax(-1) == labels).float().mean().item() * 100, **extras}
+        self.epoch_losses.append(summary["loss"])
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return summary
@@ -219,15 +248,21 @@ class PromptTrainer(TrainerX):
         def compute():
             shard, batch_indices = ddp.sharded_loader(loader)  # the same test batches as in one process
             local = {}
-            for j, batch in zip(batch_indices, tqdm(shard, disable=not ddp.is_main())):
+            for j, batch in progress.bar(zip(batch_indices, shard), f"{split} image features", len(batch_indices),
+                                         show=ddp.is_main()):
                 images, label = self.parse_batch_test(batch)
                 with autocast(self.precision, self.device):
                     local[j] = (self.model.encode_images(images).float().cpu(), label.cpu())
-            features, labels = zip(*ddp.gather_batches(local))
+            features, labels = zip(*ddp.gather_batches(local, f"gathering the {split} image features"))
             return torch.cat(features), torch.cat(labels)
 
         cache_dir = self.cfg.MODEL.CLIP.IMAGE_FEATURE_CACHE
-        if cache_dir:
+        if cache_dir and self.model.learned_image_features:
+            if not getattr(self, "_noted_feature_cache", False):
+                print(f"MODEL.CLIP.IMAGE_FEATURE_CACHE is not used: the image features of {type(self).__name__} "
+                      f"depend on its learned vision prompts")
+                self._noted_feature_cache = True
+        elif cache_dir:
             key = cache_key(self.cfg, self.precision, split, items)
             return cached_image_features(cache_dir, key, compute, write=ddp.is_main())
         return compute()
@@ -253,7 +288,7 @@ class PromptTrainer(TrainerX):
                 part = PredictionCollector()
                 part.add(scores, logits if logits.dim() == 3 else None)
                 local[j] = (scores.cpu(), part)
-        scores, parts = zip(*ddp.gather_batches(local))
+        scores, parts = zip(*ddp.gather_batches(local, "gathering the test predictions"))
         if collector is not None:
             for part in parts:
                 collector.absorb(part)
@@ -269,7 +304,8 @@ class PromptTrainer(TrainerX):
 
     # --- checkpoints ----------------------------------------------------------------------------------------------
     def save_model(self, epoch, directory, is_best=False, val_result=None, model_name=""):
-        rng_states = ddp.gather_objects(capture_rng_state())  # every rank's, in rank order
+        rng_states = ddp.gather_objects(capture_rng_state(),  # every rank's, in rank order
+                                        f"gathering the random states for the checkpoint of epoch {epoch + 1}")
         if not ddp.is_main():  # one writer: rank 0
             return
         for name in self.get_model_names():

@@ -13,10 +13,14 @@ Prediction (depends on an image only through its unit-norm feature, so features 
         (L, B, C) samples. ``predict(images)`` = ``predict_features(encode_images(images))``.
     ``evaluation_cache(mc_draws="per_batch")``: within it, image-independent class features are computed once, and
         with ``mc_draws="per_evaluation"`` (TEST.MC_DRAWS) so are image-independent Monte Carlo prompt draws.
+    ``encode_frozen_images(images) -> (B, E)``: the frozen CLIP's features (equal to ``encode_images`` unless the
+        method prompts the image tower); what zero-shot logits are computed from (LogitPrior).
 State
     ``learner``: the only module the trainer optimises and checkpoints (None: nothing to train);
     ``dtype`` of the frozen CLIP; ``num_classes``; ``wants_train_features``: when True the trainer computes the
-    training set's image features once before training and hands them to ``attach_train_features``.
+    training set's image features once before training and hands them to ``attach_train_features``;
+    ``learned_image_features``: True when image features depend on the learner (vision prompts), so they are
+    computed once per evaluation but never reused across runs (MODEL.CLIP.IMAGE_FEATURE_CACHE).
 """
 from __future__ import annotations
 
@@ -56,6 +60,7 @@ class MethodModel(Protocol):
 
     learner: nn.Module | None
     wants_train_features: bool
+    learned_image_features: bool
 
     @property
     def dtype(self) -> torch.dtype: ...
@@ -64,6 +69,8 @@ class MethodModel(Protocol):
     def num_classes(self) -> int: ...
 
     def encode_images(self, images: Tensor) -> Tensor: ...
+
+    def encode_frozen_images(self, images: Tensor) -> Tensor: ...
 
     def train_logits(self, images: Tensor, labels: Tensor | None = None) -> TrainOutput: ...
 

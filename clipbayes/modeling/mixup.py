@@ -18,9 +18,10 @@ from clipbayes.config import ConfigError
 
 
 def beta_lambdas(n: int, alpha: float, device=None, dtype=torch.float32) -> Tensor:
-    """(n,) draws of lambda ~ Beta(alpha, alpha) from the global RNG."""
+    """(n,) draws of lambda ~ Beta(alpha, alpha) from the global RNG (no argument validation: it would read the
+    concentration back to the host on every call)."""
     concentration = torch.tensor(float(alpha), device=device, dtype=dtype)
-    return torch.distributions.Beta(concentration, concentration).sample((n,))
+    return torch.distributions.Beta(concentration, concentration, validate_args=False).sample((n,))
 
 
 def mix_features(first: Tensor, second: Tensor, lam: Tensor) -> Tensor:

@@ -75,23 +75,27 @@ def prompt_model_kwargs(cfg, node) -> dict:
 class PromptCLIP(nn.Module):
     """Frozen CLIP encoders + class prompts + a learnable ``learner``: the shared base of the method contract.
 
-    Class prompts with context slots are built when ``n_ctx`` or ``ctx_init`` is given. A method assigns its
-    learnable module to ``self.learner`` and implements ``train_logits`` and ``predict_logits`` (shapes in
+    Class prompts with context slots are built when ``n_ctx`` or ``ctx_init`` is given: as many slots as
+    ``ctx_init`` has tokens (CoOp's rule, :func:`context_length`), or ``ctx_slots`` (the first ``ctx_slots`` tokens
+    of ``ctx_init`` learned, the others kept: :class:`ClassPrompts`). A method assigns its learnable module to
+    ``self.learner`` and implements ``train_logits`` and ``predict_logits`` (shapes in
     ``clipbayes.modeling.contract``).
     """
 
     wants_train_features = False  # True: attach_train_features() receives the training set's image features
+    learned_image_features = False  # True: image features depend on the learner (vision prompts): not cached
 
     def __init__(self, clip_model, classnames: list[str], n_ctx: int = 0, ctx_init: str = "",
-                 position: str = "end",
-                 text_chunk_size: int = 0, text_checkpointing: bool = False):
+                 position: str = "end", text_chunk_size: int = 0, text_checkpointing: bool = False,
+                 ctx_slots: int | None = None):
         super().__init__()
         self.classnames = list(classnames)
         self.image_encoder = clip_model.visual
         self.text_encoder = TextEncoder(clip_model, text_chunk_size, text_checkpointing)
         self.logit_scale = clip_model.logit_scale
-        self.prompts = (ClassPrompts(self.text_encoder, classnames, context_length(n_ctx, ctx_init), ctx_init,
-                                     position) if (n_ctx or ctx_init) else None)
+        slots = context_length(n_ctx, ctx_init) if ctx_slots is None else ctx_slots
+        self.prompts = (ClassPrompts(self.text_encoder, classnames, slots, ctx_init, position)
+                        if (n_ctx or ctx_init) else None)
         self.learner: nn.Module | None = None  # set by the method
         self._evaluation_cache: dict[str, torch.Tensor] | None = None
         self._draw_seed: int | None = None
@@ -109,13 +113,20 @@ class PromptCLIP(nn.Module):
         """(B, 3, H, W) -> (B, E) unit-norm image features."""
         return F.normalize(self.image_encoder(images.type(self.dtype)), dim=-1)
 
-    def encode_prompts(self, ctx: torch.Tensor) -> torch.Tensor:
-        """Context (..., K, M, D) -> unit-norm class text features (..., C, E), one batched text pass."""
+    def encode_frozen_images(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, E) unit-norm features of the frozen CLIP (what a zero-shot prediction sees)."""
+        return PromptCLIP.encode_images(self, images)
+
+    def encode_prompts(self, ctx: torch.Tensor, deep: tuple = (), normalize: bool = True) -> torch.Tensor:
+        """Context (..., K, M, D) -> unit-norm class text features (..., C, E), one batched text pass; ``deep``:
+        deep prompt tokens of the text blocks (clipbayes/modeling/deep_prompts.py); ``normalize=False`` keeps
+        the features' norms."""
         prompts = self.prompts(ctx)
         lead = prompts.shape[:-3]
         flat = prompts.reshape(-1, *prompts.shape[-2:])
-        features = self.text_encoder(flat, self.prompts.buckets)
-        return F.normalize(features, dim=-1).reshape(*lead, self.num_classes, -1)
+        features = self.text_encoder(flat, self.prompts.buckets, deep)
+        features = F.normalize(features, dim=-1) if normalize else features
+        return features.reshape(*lead, self.num_classes, -1)
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp()

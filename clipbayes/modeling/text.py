@@ -124,6 +124,10 @@ class TextEncoder(nn.Module):
     (positional embedding and causal mask cut to l): the same features as one pass at length T. Within a bucket
     sequences are processed in chunks of at most ``chunk_size`` (0: all at once); with ``checkpointing`` the
     activations of each chunk are recomputed in the backward pass instead of stored.
+
+    Deep prompts (``deep``, clipbayes/modeling/deep_prompts.py): P^1 .. P^K, each (n, D), replace the tokens at
+    positions 1 .. n (after [SOS], where ClassPrompts puts the context) before blocks 1 .. K of every sequence;
+    ``round_prompts_to_half`` rounds each inserted copy to fp16 first, as the official MaPLe / IVLP code does.
     """
 
     def __init__(self, clip_model, chunk_size: int = 0, checkpointing: bool = False):
@@ -135,6 +139,7 @@ class TextEncoder(nn.Module):
         self.token_embedding = clip_model.token_embedding
         self.chunk_size = chunk_size
         self.checkpointing = checkpointing
+        self.round_prompts_to_half = False
 
     @property
     def dtype(self) -> torch.dtype:
@@ -144,12 +149,14 @@ class TextEncoder(nn.Module):
         """(N, T) ids -> (N, T, D) token embeddings."""
         return self.token_embedding(tokens).type(self.dtype)
 
-    def _encode(self, embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+    def _encode(self, embeddings: torch.Tensor, eot: torch.Tensor, *deep: torch.Tensor) -> torch.Tensor:
         length = embeddings.shape[1]
         x = embeddings + self.positional_embedding[:length].type(embeddings.dtype)
         mask = torch.full((length, length), float("-inf"), device=x.device, dtype=x.dtype).triu_(1)
         x = x.permute(1, 0, 2)  # (T, N, D): CLIP's sequence-first layout
-        for block in self.transformer.resblocks:
+        for i, block in enumerate(self.transformer.resblocks):
+            if 1 <= i <= len(deep):
+                x = replace_prompt_tokens(x, 1, deep[i - 1], self.round_prompts_to_half)
             h = block.ln_1(x)
             x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
             x = x + block.mlp(block.ln_2(x))
@@ -157,32 +164,35 @@ class TextEncoder(nn.Module):
         rows = torch.arange(x.shape[0], device=x.device).view(-1, *[1] * (eot.dim() - 1))
         return x[rows, eot] @ self.text_projection
 
-    def _encode_chunks(self, embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+    def _encode_chunks(self, embeddings: torch.Tensor, eot: torch.Tensor, deep: tuple) -> torch.Tensor:
         size = self.chunk_size if self.chunk_size > 0 else embeddings.shape[0]
         outputs = []
         for start in range(0, embeddings.shape[0], size):
             chunk, chunk_eot = embeddings[start:start + size], eot[start:start + size]
-            if self.checkpointing and torch.is_grad_enabled() and chunk.requires_grad:
-                outputs.append(checkpoint(self._encode, chunk, chunk_eot, use_reentrant=False))
+            if self.checkpointing and torch.is_grad_enabled() and (chunk.requires_grad or
+                                                                   any(p.requires_grad for p in deep)):
+                outputs.append(checkpoint(self._encode, chunk, chunk_eot, *deep, use_reentrant=False))
             else:
-                outputs.append(self._encode(chunk, chunk_eot))
+                outputs.append(self._encode(chunk, chunk_eot, *deep))
         return torch.cat(outputs)
 
-    def forward(self, embeddings: torch.Tensor, eot: torch.Tensor | LengthBuckets) -> torch.Tensor:
+    def forward(self, embeddings: torch.Tensor, eot: torch.Tensor | LengthBuckets,
+                deep: tuple | list = ()) -> torch.Tensor:
         buckets = eot if isinstance(eot, LengthBuckets) else LengthBuckets(eot)
+        deep = tuple(deep)
         n_rows, n_seq = embeddings.shape[0], buckets.num_sequences
         if n_rows % n_seq:
             raise ValueError(f"{n_rows} text sequences are not copies of a set of {n_seq} (LengthBuckets)")
         copies = n_rows // n_seq
         repeat = (copies,) + (1,) * (buckets.eot.dim() - 1)
         if len(buckets.lengths) == 1:  # one length: no regrouping
-            return self._encode_chunks(embeddings[:, :buckets.lengths[0]], buckets.eot.repeat(*repeat))
+            return self._encode_chunks(embeddings[:, :buckets.lengths[0]], buckets.eot.repeat(*repeat), deep)
         sets = embeddings.reshape(copies, n_seq, *embeddings.shape[1:])
         outputs = []
         for index, length in buckets:  # a few buckets: (S, n_k, l_k, D) -> (S, n_k, E)
             group = sets[:, :, :length].index_select(1, index)
             features = self._encode_chunks(group.reshape(-1, length, group.shape[-1]),
-                                           buckets.eot[index].repeat(*repeat))
+                                           buckets.eot[index].repeat(*repeat), deep)
             outputs.append(features.reshape(copies, index.shape[0], *features.shape[1:]))
         return torch.cat(outputs, dim=1).index_select(1, buckets.inverse).reshape(n_rows, *outputs[0].shape[2:])
 
@@ -201,6 +211,23 @@ class TextEncoder(nn.Module):
         return self(self.embed(tokens), eot_positions(tokens))
 
 
+def prompt_copies(prompt: torch.Tensor, count: int, dtype: torch.dtype, round_to_half: bool = False) -> torch.Tensor:
+    """Sequence-first copies (n, count, D) of prompt tokens (n, D) for ``count`` sequences, in ``dtype``; rounded to
+    fp16 first with ``round_to_half`` (as the official MaPLe / IVLP code casts every inserted copy)."""
+    copies = prompt.unsqueeze(1).expand(prompt.shape[0], count, prompt.shape[-1])
+    return (copies.half() if round_to_half else copies).to(dtype)
+
+
+def replace_prompt_tokens(x: torch.Tensor, start: int | None, prompt: torch.Tensor,
+                          round_to_half: bool = False) -> torch.Tensor:
+    """Sequence-first tokens x (T, N, D) with the n rows from ``start`` (``None``: the last n rows) replaced by
+    :func:`prompt_copies` of ``prompt`` (n, D)."""
+    n, tokens = prompt.shape[0], prompt_copies(prompt, x.shape[1], x.dtype, round_to_half)
+    if start is None:
+        return torch.cat([x[:x.shape[0] - n], tokens])
+    return torch.cat([x[:start], tokens, x[start + n:]])
+
+
 class ClassPrompts(nn.Module):
     """Frozen token embeddings of the class prompts, with M slots for learnable context vectors.
 
@@ -209,6 +236,10 @@ class ClassPrompts(nn.Module):
     its length buckets ``self.buckets`` (computed once for the class set; pass them to the text encoder).
     Class token position: ``end``  [SOS][ctx][name][.][EOT];  ``front``  [SOS][name][ctx][.][EOT];
     ``middle``  [SOS][ctx[:M//2]][name][ctx[M//2:]][.][EOT]  (CoOp's three layouts).
+    The context slots are the first M tokens of the prompt text "ctx_init name." (or "X X .. X name."); words of
+    ``ctx_init`` beyond its first M tokens stay fixed tokens (MaPLe's "a photo of a" with M = 2 learns "a photo"
+    and keeps "of a"). A ``ctx_init`` holding "#" is a whole template, "#" standing for the name (APEX's
+    "a photo of a #.").
     """
 
     def __init__(self, text_encoder: TextEncoder, classnames: list[str], n_ctx: int,
@@ -218,7 +249,11 @@ class ClassPrompts(nn.Module):
             raise ValueError(f"CLASS_TOKEN_POSITION must be one of {CLASS_TOKEN_POSITIONS}, got '{position}'")
         names = [name.replace("_", " ") for name in classnames]
         prefix = ctx_init.replace("_", " ") if ctx_init else " ".join(["X"] * n_ctx)
-        tokens = tokenize([f"{prefix} {name}." for name in names]).to(text_encoder.text_projection.device)
+        if "#" in prefix and position != "end":
+            raise ValueError(f"a CTX_INIT template with '#' ({ctx_init!r}) places the class name itself; "
+                             f"CLASS_TOKEN_POSITION must be 'end', got '{position}'")
+        texts = [prefix.replace("#", name) if "#" in prefix else f"{prefix} {name}." for name in names]
+        tokens = tokenize(texts).to(text_encoder.text_projection.device)
         eot = eot_positions(tokens)
         length = int(eot.max()) + 1
         with torch.no_grad():

@@ -31,6 +31,9 @@ _KSHOTS_RE = re.compile(r"_(\d+)shots$")
 _SHOTS_DIR_RE = re.compile(r"^shots_(\d+)$")
 
 _MC_SAMPLES_RE = re.compile(r"^L(\d+)$")
+# Targets of the domain-generalization table: ImageNet's variants, and the toy world's shifted style (the
+# toy-world protocol's DG run, clipbayes/toyworld/protocol.py).
+_DG_DATASETS = set(pub.DG_TARGETS) | {"ToyWorldShift"}
 
 PROTOCOLS = ("fewshot", "base2new", "xd", "dg", "mc_samples", "other")
 PROTOCOL_TITLES = {
@@ -79,11 +82,11 @@ def _classify(parts: Sequence[str]) -> Optional[dict]:
                         config="/".join(parts[i + 4:]), role="base" if parts[i] == "train_base" else "new")
     if n >= 4 and parts[n - 4] == "evaluation" and _KSHOTS_RE.search(parts[n - 2]):
         dataset = pub.canonical_dataset(parts[n - 1])
-        return dict(protocol="dg" if dataset in pub.DG_TARGETS else "xd", dataset=parts[n - 1],
+        return dict(protocol="dg" if dataset in _DG_DATASETS else "xd", dataset=parts[n - 1],
                     trainer=parts[n - 3], config=parts[n - 2])
     if n >= 5 and parts[n - 5] == "evaluation" and _KSHOTS_RE.search(parts[n - 3]):  # CoOp's eval.sh layout
         dataset = pub.canonical_dataset(parts[n - 1])
-        return dict(protocol="dg" if dataset in pub.DG_TARGETS else "xd", dataset=parts[n - 1],
+        return dict(protocol="dg" if dataset in _DG_DATASETS else "xd", dataset=parts[n - 1],
                     trainer=parts[n - 4], config=parts[n - 3] + "/" + parts[n - 2])
     if n >= 4 and _KSHOTS_RE.search(parts[n - 2]):
         return dict(protocol="fewshot", dataset=parts[n - 4], trainer=parts[n - 3],

@@ -1,13 +1,20 @@
 """The toy-world protocol: the ``train.py`` runs of base-to-new and domain generalisation on the toy world, shared
 by the demo (``python train.py --trainer X``) and ``benchmarks/toy_protocols.py``.
 
-For a trainer and a seed, every run goes through ``clipbayes.cli.run`` (the code of ``train.py``):
+For a trainer and a seed, every run goes through ``clipbayes.cli.run`` (the code of ``train.py``), into the
+folders of CoOp's scripts, so ``python -m clipbayes.results <root>`` reads them (:func:`run_dirs`):
 
 * ``train_base``: train on ``NUM_SHOTS`` dusk-style shots of each base class (shapes 0-4), test on the base
-  classes' dusk test images;
-* ``test_new``: the trained prompts, evaluated (``--eval-only``) on the new classes (shapes 5-9);
+  classes' dusk test images (``<root>/base2new/train_base/ToyWorld/shots_16/<trainer>/toy/seed<S>``);
+* ``test_new``: the trained prompts, evaluated (``--eval-only``) on the new classes (shapes 5-9)
+  (``<root>/base2new/test_new/...``);
 * ``test_shift``: the trained prompts on the base classes rendered in the ``shift`` style (tinted, cluttered
-  backgrounds never seen in pre-training): domain generalisation with the classes held fixed.
+  backgrounds never seen in pre-training): domain generalisation with the classes held fixed
+  (``<root>/evaluation/<trainer>/toy_16shots/ToyWorldShift/seed<S>``).
+
+A finished run is read back instead of repeated; an unfinished training run resumes from its last epoch
+(checkpoints every epoch), bit for bit as ``train.py`` resumes. Under ``torchrun`` every process runs the same
+runs; which runs are finished and what they scored is read by rank 0 and shared with the others.
 
 A trainer without parameters (zero-shot CLIP) evaluates directly in each run. :func:`shared_options` set what every
 method shares (backbone, input, data, optimiser). A method whose cost per step differs a lot (image-conditioned
@@ -17,6 +24,7 @@ their defaults.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import os.path as osp
@@ -25,6 +33,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import yaml
 
+from clipbayes.engine import distributed as ddp
+from clipbayes.engine import progress
+from clipbayes.logfiles import log_files
 from clipbayes.results import harmonic_mean, parse_log
 from clipbayes.toyworld.model import PIXEL_MEAN, PIXEL_STD
 
@@ -50,7 +61,7 @@ def shared_options(root: Optional[str] = None) -> List[str]:
         "OPTIM.NAME", "sgd", "OPTIM.LR", "0.002", "OPTIM.MAX_EPOCH", "10", "OPTIM.LR_SCHEDULER", "cosine",
         "OPTIM.WARMUP_EPOCH", "1", "OPTIM.WARMUP_TYPE", "constant", "OPTIM.WARMUP_CONS_LR", "1e-4",
         "DATALOADER.TRAIN_X.BATCH_SIZE", "32", "DATALOADER.TEST.BATCH_SIZE", "500", "DATALOADER.NUM_WORKERS", "0",
-        "TRAIN.PRINT_FREQ", "25", "TEST.FINAL_MODEL", "last_step",
+        "TRAIN.PRINT_FREQ", "25", "TRAIN.CHECKPOINT_FREQ", "1", "TEST.FINAL_MODEL", "last_step",
     ]
 
 
@@ -87,27 +98,40 @@ def _data_options(run: str) -> List[str]:
     return ["DATASET.NAME", dataset, "DATASET.SUBSAMPLE_CLASSES", classes]
 
 
-def run_protocol(trainer: str, seed: int, output_dir: str, run_cli: Callable[[List[str]], None],
-                 extra_options: Sequence[str] = (), root: Optional[str] = None, quiet: bool = False,
+def run_dirs(root: str, trainer: str, seed: int) -> Dict[str, str]:
+    """The folder of each run of ``trainer`` at ``seed`` under ``root``, in the layout of CoOp's scripts."""
+    shots = f"shots_{NUM_SHOTS}"
+    return {"train_base": osp.join(root, "base2new", "train_base", "ToyWorld", shots, trainer, "toy", f"seed{seed}"),
+            "test_new": osp.join(root, "base2new", "test_new", "ToyWorld", shots, trainer, "toy", f"seed{seed}"),
+            "test_shift": osp.join(root, "evaluation", trainer, f"toy_{NUM_SHOTS}shots", "ToyWorldShift",
+                                   f"seed{seed}")}
+
+
+def run_protocol(trainer: str, seed: int, root: str, run_cli: Callable[[List[str]], None],
+                 extra_options: Sequence[str] = (), data_root: Optional[str] = None, quiet: bool = False,
                  with_shift: bool = True) -> Dict[str, float]:
-    """Run (or, for runs already finished in ``output_dir``, read) the protocol of ``trainer`` at ``seed``.
+    """Run (or, for runs already finished under ``root``, read) the protocol of ``trainer`` at ``seed``.
 
     ``run_cli(argv)`` runs ``train.py``'s code on a command line; ``extra_options`` are ``KEY VALUE`` pairs
-    applied to every run after the shared ones; ``quiet`` keeps the runs' output in their logs only;
-    ``with_shift=False`` leaves out ``test_shift``. Returns accuracies (%): ``base``, ``new``, ``hm`` and, with
-    the shift run, ``shift``.
+    applied to every run after the shared ones; ``data_root`` is where the world is rendered (default
+    :func:`cache_root`); ``quiet`` keeps the runs' output in their logs only, but for the progress lines
+    (:mod:`clipbayes.engine.progress`: one per epoch, and the resume notice); ``with_shift=False`` leaves out
+    ``test_shift``. Returns accuracies (%): ``base``, ``new``, ``hm`` and, with the shift run, ``shift``.
     """
-    options = trainer_options(trainer, root) + list(extra_options)
-    base_dir = osp.join(output_dir, "train_base")
+    options = trainer_options(trainer, data_root) + list(extra_options)
+    dirs = run_dirs(root, trainer, seed)
     results = {}
     for run in RUNS if with_shift else RUNS[:2]:
-        run_dir = osp.join(output_dir, run)
+        run_dir = dirs[run]
         argv = ["--trainer", trainer, "--seed", str(seed), "--output-dir", run_dir]
-        if run != "train_base" and osp.isdir(osp.join(base_dir, "prompt_learner")):
-            argv += ["--eval-only", "--model-dir", base_dir, "--load-epoch", str(_final_epoch(base_dir))]
-        if read_accuracy(run_dir) is None:
-            _isolated(run_cli, argv + options + _data_options(run), quiet)
-        results[run] = read_accuracy(run_dir)
+        trained = ddp.from_main(lambda: osp.isdir(osp.join(dirs["train_base"], "prompt_learner")))
+        if run != "train_base" and trained:
+            epoch = ddp.from_main(lambda: _final_epoch(dirs["train_base"]))
+            argv += ["--eval-only", "--model-dir", dirs["train_base"], "--load-epoch", str(epoch)]
+        if ddp.from_main(lambda: read_accuracy(run_dir)) is None:
+            with progress.shown_on(prefix=f"  {trainer} {run}: ") if quiet else contextlib.nullcontext():
+                _isolated(run_cli, argv + options + _data_options(run), quiet)
+        results[run] = ddp.from_main(lambda: read_accuracy(run_dir))
         if results[run] is None:
             raise RuntimeError(f"{run_dir}/log.txt holds no test result; see that log for what went wrong")
     accuracies = {"base": results["train_base"], "new": results["test_new"],
@@ -118,12 +142,15 @@ def run_protocol(trainer: str, seed: int, output_dir: str, run_cli: Callable[[Li
 
 
 def read_accuracy(run_dir: str) -> Optional[float]:
-    """The test accuracy (%) a finished run logged in ``run_dir/log.txt`` (None when there is none yet)."""
-    path = osp.join(run_dir, "log.txt")
-    if not osp.isfile(path):
+    """The test accuracy (%) a finished run logged in ``run_dir`` (its newest log with a result: a resumed run
+    writes ``log.txt-<time>`` beside the first ``log.txt``), None when there is none yet."""
+    if not osp.isdir(run_dir):
         return None
-    result = parse_log(path).result
-    return result.metrics.get("accuracy") if result else None
+    for path in log_files(run_dir):
+        result = parse_log(path).result
+        if result is not None:
+            return result.metrics.get("accuracy")
+    return None
 
 
 def _final_epoch(run_dir: str) -> int:

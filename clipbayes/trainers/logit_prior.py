@@ -1,7 +1,8 @@
 """LogitPrior (Kim, Ko, Park, AISTATS 2025): a Bayesian objective in logit space around any prompt learner.
 
 With f the base learner's training logits ((B, C), or (L, B, C) Monte Carlo samples for BayesianPrompt) and
-z = exp(logit_scale) * f(x) . h_c the zero-shot logits of the same image features with hand-crafted prompts,
+z = exp(logit_scale) * u(x) . h_c the zero-shot logits, u(x) the frozen CLIP's image feature (the base's own
+image features, or for a base with vision prompts the prompt-free tower's) and h_c the hand-crafted prompts,
 
     loss = OVE-PG(f, z, y; alpha, M, omega) + lambda_1 * mean((z - f)^2) + the base's regularisers (e.g. its KL)
 
@@ -59,7 +60,11 @@ class LogitPriorModel(WrappedModel):
     def train_loss(self, images, labels, noise=None) -> LossOutput:
         out = self.base.train_logits(images, labels)
         labels = labels if out.labels is None else out.labels
-        objective, parts = ove_pg_loss(out.logits.float(), self.zeroshot_logits(out.image_features), labels,
+        frozen = out.image_features  # the frozen CLIP's, unless the base prompts the image tower
+        if self.base.learned_image_features:
+            with torch.no_grad():
+                frozen = self.base.encode_frozen_images(images)
+        objective, parts = ove_pg_loss(out.logits.float(), self.zeroshot_logits(frozen), labels,
                                        alpha=self.alpha, lambda_1=self.lambda_1, omega_formula=self.omega,
                                        num_samples=self.gibbs_samples, noise=noise)
         return LossOutput(objective + sum(out.regularisers.values()), predictive_scores(out.logits),

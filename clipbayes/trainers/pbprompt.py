@@ -114,7 +114,8 @@ class PBPromptLearner(nn.Module):
         self.generator = PromptGenerator(positions, heads)
 
     def posterior(self, name_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, log-variance) of q(r_c | c), each (C, D)."""
+        """(mean, log-variance) of q(r_c | c), each (C, D), in the learner's dtype."""
+        name_embeddings = name_embeddings.to(self.generator.positions.dtype)
         return self.mean_net(name_embeddings), self.log_var_net(name_embeddings)
 
 
@@ -171,7 +172,7 @@ class PBPromptModel(PromptCLIP):
         kl = gaussian_kl_to_standard_normal(mu - self.name_embeddings, log_var)  # KL(N(mu, s^2) || N(e, I))
         regularisers = {"kl": self.kl_weight * kl}
         if with_transport:
-            weights = logits.softmax(dim=-1)
+            weights = logits.float().softmax(dim=-1)
             weights = weights.detach() if self.detach_weights else weights
             regularisers["transport"] = self.transport_weight * weighted_transport(
                 patches, tokens, weights, self.distance, self.class_chunk)

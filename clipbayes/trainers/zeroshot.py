@@ -13,7 +13,7 @@ from clipbayes.engine.trainer import PromptTrainer
 from clipbayes.modeling.prompt_clip import PromptCLIP, handcrafted_text_features
 from clipbayes.registry import register_method
 
-KEYS = {**template_keys(), **precision_key("fp16")}
+KEYS = {**template_keys(), **precision_key("fp16", learner=False)}
 
 
 class ZeroshotModel(PromptCLIP):
