@@ -59,7 +59,8 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["clipbayes", "clipbayes.*"]),
-    package_data={"clipbayes.toyworld": ["toyclip.pt", "toyclip.sha256"]},  # the shipped toy CLIP
+    # the shipped toy CLIPs (ResNet and ViT image towers)
+    package_data={"clipbayes.toyworld": ["toyclip.pt", "toyclip.sha256", "toyclip_vit.pt", "toyclip_vit.sha256"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from clipbayes.fileio import atomic_write  # noqa: E402
 from clipbayes.registry import get_method  # noqa: E402
-from toy_protocols import QUANTITIES, ZERO_SHOT, measure  # noqa: E402
+from toy_protocols import QUANTITIES, ZERO_SHOT, Row, measure  # noqa: E402
 
 SETTINGS = {  # name -> (PREC, LEARNER_PREC)
     "fp32 CLIP": ("fp32", "fp32"),
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         folder = osp.join(args.output_dir, setting.replace(", ", "_").replace(" ", "_"))
         for trainer in [ZERO_SHOT] + args.trainers:
             begun = time.time()
-            results[setting].update(measure([trainer], args.seeds, folder, options))
+            results[setting].update(measure([Row(trainer, trainer)], args.seeds, folder, options))
             seconds[setting][trainer] = (time.time() - begun) / len(args.seeds)
     text = table(results, seconds, args.trainers, args.seeds)
     footer = (f"\n{len(args.trainers)} methods x {len(args.seeds)} seeds x {len(SETTINGS)} settings in "

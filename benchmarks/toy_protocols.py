@@ -17,6 +17,7 @@ import os
 import os.path as osp
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,55 +32,91 @@ import torch  # noqa: E402
 from clipbayes.cli import run  # noqa: E402
 from clipbayes.fileio import atomic_write  # noqa: E402
 from clipbayes.registry import method_names  # noqa: E402
-from clipbayes.toyworld.protocol import run_protocol  # noqa: E402
+from clipbayes.toyworld.protocol import run_protocol, toy_backbone  # noqa: E402
 
 ZERO_SHOT = "ZeroshotCLIP"
 QUANTITIES = ("base", "new", "hm", "shift")
 HEADERS = {"base": "base", "new": "new", "hm": "HM", "shift": "shift (base classes)"}
 
 
-def measure(trainers, seeds, output_dir, options):
-    """{trainer: {seed: {quantity: accuracy}}}; prints one line per finished (trainer, seed)."""
+class Row(NamedTuple):
+    """A row of the table: ``trainer`` with ``options`` (``KEY VALUE``) on the toy CLIP ``backbone`` (None: the
+    trainer's, ``protocol.toy_backbone``), its runs under the config folder ``label`` (None: the backbone's)."""
+
+    name: str
+    trainer: str
+    options: tuple = ()
+    backbone: str | None = None
+    label: str | None = None
+
+    @property
+    def toy_clip(self) -> str:
+        return self.backbone or toy_backbone(self.trainer)
+
+    @property
+    def zero_shot(self) -> str:
+        """The name of the zero-shot row on the same toy CLIP (the paired reference)."""
+        return ZERO_SHOT if self.toy_clip == "toyclip" else f"{ZERO_SHOT} ({self.toy_clip})"
+
+
+def default_rows(trainers) -> list:
+    """Zero-shot CLIP on each toy CLIP the trainers use, then one row per trainer, and LogitPrior over MaPLe (the
+    logit-prior paper's MaPLe runs) when both are asked for."""
+    rows = [Row(name, name) for name in trainers if name != ZERO_SHOT]
+    if "LogitPrior" in trainers and "MaPLe" in trainers:
+        rows.append(Row("LogitPrior (MaPLe)", "LogitPrior", ("TRAINER.LOGIT_PRIOR.BASE", "MaPLe"), "toyclip-vit",
+                        "toy_vit_maple"))
+    clips = sorted({row.toy_clip for row in rows} | {"toyclip"}, key=lambda clip: clip != "toyclip")
+    return [Row(ZERO_SHOT if clip == "toyclip" else f"{ZERO_SHOT} ({clip})", ZERO_SHOT, backbone=clip)
+            for clip in clips] + rows
+
+
+def measure(rows, seeds, output_dir, options):
+    """{row name: {seed: {quantity: accuracy}}}; prints one line per finished (row, seed)."""
     results = {}
-    for trainer in trainers:
-        results[trainer] = {}
+    for row in rows:
+        results[row.name] = {}
         for seed in seeds:
             started = time.time()
-            acc = run_protocol(trainer, seed, output_dir, run, options, quiet=True)
-            results[trainer][seed] = acc
-            print(f"{trainer:>16} seed {seed}: base {acc['base']:5.1f}  new {acc['new']:5.1f}  HM {acc['hm']:5.1f}  "
-                  f"shift {acc['shift']:5.1f}  ({time.time() - started:.0f} s)", flush=True)
+            acc = run_protocol(row.trainer, seed, output_dir, run, list(options) + list(row.options), quiet=True,
+                               backbone=row.backbone, label=row.label)
+            results[row.name][seed] = acc
+            print(f"{row.name:>28} seed {seed}: base {acc['base']:5.1f}  new {acc['new']:5.1f}  HM {acc['hm']:5.1f}"
+                  f"  shift {acc['shift']:5.1f}  ({time.time() - started:.0f} s)", flush=True)
     return results
 
 
-def table(results, seeds) -> str:
-    """Markdown: mean +- std per trainer, then the per-seed paired differences from zero-shot CLIP."""
+def table(results, seeds, references=None) -> str:
+    """Markdown: mean +- std per row, then the per-seed paired differences from zero-shot CLIP on the same toy CLIP
+    (``references``: row name -> zero-shot row name; default ZeroshotCLIP)."""
+    references = references or {}
     lines = ["| method | " + " | ".join(HEADERS[q] for q in QUANTITIES) + " |",
              "| --- |" + " --- |" * len(QUANTITIES)]
-    for trainer, per_seed in results.items():
+    for name, per_seed in results.items():
         cells = []
         for q in QUANTITIES:
             values = np.array([per_seed[s][q] for s in seeds])
             cells.append(f"{values.mean():.1f} +- {values.std():.1f}")
-        lines.append(f"| {trainer} | " + " | ".join(cells) + " |")
-    lines += ["", f"Per-seed difference from zero-shot CLIP (seeds {', '.join(map(str, seeds))}), and how many seeds "
-              "it is negative on:", "",
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Per-seed difference from zero-shot CLIP on the same toy CLIP (seeds {', '.join(map(str, seeds))}), "
+              "and how many seeds it is negative on:", "",
               "| method | " + " | ".join(HEADERS[q] for q in QUANTITIES) + " |",
               "| --- |" + " --- |" * len(QUANTITIES)]
-    for trainer, per_seed in results.items():
-        if trainer == ZERO_SHOT:
+    for name, per_seed in results.items():
+        if name.startswith(ZERO_SHOT):
             continue
+        reference = results[references.get(name, ZERO_SHOT)]
         cells = []
         for q in QUANTITIES:
-            deltas = np.array([per_seed[s][q] - results[ZERO_SHOT][s][q] for s in seeds])
+            deltas = np.array([per_seed[s][q] - reference[s][q] for s in seeds])
             cells.append(" ".join(f"{d:+.1f}" for d in deltas) + f" (mean {deltas.mean():+.1f}, "
                          f"{int((deltas < 0).sum())}/{len(deltas)} < 0)")
-        lines.append(f"| {trainer} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot(results, seeds, path: str) -> None:
-    """Grouped bars (mean, std as error bar) per quantity, one bar per trainer, seeds as dots."""
+    """Grouped bars (mean, std as error bar) per quantity, one bar per row, seeds as dots."""
     trainers = list(results)
     width = 0.8 / len(trainers)
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -108,13 +145,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    trainers = args.trainers or method_names()
-    trainers = [ZERO_SHOT] + [t for t in trainers if t != ZERO_SHOT]
+    rows = default_rows(args.trainers or method_names())
     started, cpu_started, load = time.time(), time.process_time(), os.getloadavg()
-    results = measure(trainers, args.seeds, args.output_dir, args.opts)
+    results = measure(rows, args.seeds, args.output_dir, args.opts)
     elapsed, cpu, load_end = time.time() - started, time.process_time() - cpu_started, os.getloadavg()
-    text = table(results, args.seeds)
-    footer = (f"\n{len(trainers)} methods x {len(args.seeds)} seeds in {elapsed / 60:.1f} min wall, {cpu / 60:.1f} min "
+    text = table(results, args.seeds, {row.name: row.zero_shot for row in rows})
+    footer = (f"\n{len(rows)} rows x {len(args.seeds)} seeds in {elapsed / 60:.1f} min wall, {cpu / 60:.1f} min "
               f"CPU (torch threads {torch.get_num_threads()}); 1-minute load average {load[0]:.1f} at the start, "
               f"{load_end[0]:.1f} at the end.\n")
     atomic_write(osp.join(args.output_dir, "toy_protocols.md"), lambda f: f.write(text + footer), binary=False)

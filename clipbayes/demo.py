@@ -131,13 +131,15 @@ def run_demo(trainer: str, seed: int | None, output_dir: str | None, options: li
         lambda: osp.join("output", "demo", trainer, time.strftime("%Y%m%d-%H%M%S")))
     started = time.time()
     print(f"No dataset or config given: the embedded toy-world demo of {trainer} (seed {seed}): "
-          f"{protocol.NUM_SHOTS} dusk-style shots of each of the 50 base classes, the shipped toy CLIP; runs in "
-          f"{output_dir}", flush=True)
-    # the trainer first, so that a bad option fails before anything else has run
+          f"{protocol.NUM_SHOTS} dusk-style shots of each of the 50 base classes, the shipped toy CLIP "
+          f"({protocol.toy_backbone(trainer)}); runs in {output_dir}", flush=True)
+    # the trainer first, so that a bad option fails before anything else has run; zero-shot CLIP on its toy CLIP
+    backbone = protocol.toy_backbone(trainer)
     trained = protocol.run_protocol(trainer, seed, output_dir, run_cli, options, data_root=data_root, quiet=True,
                                     with_shift=False)
     zero_shot = trained if trainer == "ZeroshotCLIP" else protocol.run_protocol(
-        "ZeroshotCLIP", seed, output_dir, run_cli, data_root=data_root, quiet=True, with_shift=False)
+        "ZeroshotCLIP", seed, output_dir, run_cli, data_root=data_root, quiet=True, with_shift=False,
+        backbone=backbone)
     rows = [("zero-shot CLIP", zero_shot)] + ([(trainer, trained)] if trainer != "ZeroshotCLIP" else [])
     width = max(len(name) for name, _ in rows)
     print(f"\n{'':{width}}   base    new     HM")

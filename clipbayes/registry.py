@@ -31,8 +31,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered method. ``baseline``: one of the CoOp-family baselines (listed first); ``wraps_base``: it wraps
-    another method's model (LogitPrior); ``trainable``: it has a learner to train (ZeroshotCLIP has none).
-    ``slug`` names its scripts folder and doc (default ``node.lower()``)."""
+    another method's model (LogitPrior); ``trainable``: it has a learner to train (ZeroshotCLIP has none);
+    ``vision_prompts``: it puts prompt tokens into the image transformer (a ViT backbone: the toy world runs it on
+    ``toyclip-vit``). ``slug`` names its scripts folder and doc (default ``node.lower()``)."""
 
     name: str
     node: str
@@ -42,6 +43,7 @@ class MethodSpec:
     baseline: bool = False
     trainable: bool = True
     wraps_base: bool = False
+    vision_prompts: bool = False
     check: Callable | None = None
     slug: str = ""
     doc: str = ""
@@ -59,7 +61,8 @@ _METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(node: str, keys: dict, build: Callable, *, baseline: bool = False, trainable: bool = True,
-                    wraps_base: bool = False, check: Callable | None = None, slug: str = "", doc: str = ""):
+                    wraps_base: bool = False, vision_prompts: bool = False, check: Callable | None = None,
+                    slug: str = "", doc: str = ""):
     """Class decorator registering a PromptTrainer subclass as a method (see the module docstring).
 
     ``build(cfg, node_cfg, clip_model, classnames) -> model`` satisfying ``clipbayes.modeling.contract.MethodModel``;
@@ -74,7 +77,8 @@ def register_method(node: str, keys: dict, build: Callable, *, baseline: bool = 
             raise KeyError(f"Config node TRAINER.{node} is declared by two methods")
         method_slug = slug or node.lower()
         spec = MethodSpec(name=name, node=node, keys=dict(keys), build=build, trainer=trainer_cls,
-                          baseline=baseline, trainable=trainable, wraps_base=wraps_base, check=check, slug=method_slug,
+                          baseline=baseline, trainable=trainable, wraps_base=wraps_base,
+                          vision_prompts=vision_prompts, check=check, slug=method_slug,
                           doc=doc or f"docs/methods/{method_slug}.md")
         trainer_cls.method = spec
         import_dassl()

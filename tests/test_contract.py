@@ -148,7 +148,7 @@ def _train(*args, env=None):
      "TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TRAIN must be an integer >= 1; got 0"),
     (["TRAINER.BAYESIAN_PROMPT.POSTERIOR", "amortised"],
      "TRAINER.BAYESIAN_PROMPT.POSTERIOR must be one of unconditional | conditional; got 'amortised'"),
-    (["TRAINER.LOGIT_PRIOR.BASE", "MaPLe"], "TRAINER.LOGIT_PRIOR.BASE must be one of"),
+    (["TRAINER.LOGIT_PRIOR.BASE", "MMRL"], "TRAINER.LOGIT_PRIOR.BASE must be one of"),
     (["TRAINER.COOP.PREC", "fp8"], "TRAINER.COOP.PREC must be one of fp16 | fp32 | amp | bf16; got 'fp8'"),
     (["MODEL.BACKBONE.NAME", "ViT-X/99"], "Unknown CLIP backbone 'ViT-X/99'"),
 ])

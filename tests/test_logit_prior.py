@@ -90,8 +90,10 @@ def test_zero_shot_text_is_encoded_once_not_per_step(golden_clip, golden_inputs)
 
 def test_bad_base_and_omega_are_rejected():
     from clipbayes.config import ConfigError, check_cfg
-    with pytest.raises(ConfigError, match="BASE must be one of .*BayesianPrompt.*; got 'MaPLe'"):
-        check_cfg(_cfg("MaPLe"))
+    with pytest.raises(ConfigError, match="BASE must be one of .*BayesianPrompt.*MaPLe.*; got 'MMRL'"):
+        check_cfg(_cfg("MMRL"))
+    with pytest.raises(ConfigError, match="BASE must be one of .*; got 'ZeroshotCLIP'"):
+        check_cfg(_cfg("ZeroshotCLIP"))  # nothing to train
     cfg = _cfg("CoOp")
     cfg.TRAINER.LOGIT_PRIOR.OMEGA = "approx"
     with pytest.raises(ConfigError, match="OMEGA must be one of official | exact"):

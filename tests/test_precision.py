@@ -62,7 +62,7 @@ ACCURACY_MARGIN = 5.0
 def extra_unchanged_allowed(numel: int) -> int:
     return max(2, numel // 100)
 CLIPS = {
-    "toyclip": [],
+    "toy": [],  # the toy CLIP of the method (toyclip, or toyclip-vit for vision prompts: protocol.toy_backbone)
     "tiny-vit": ["MODEL.BACKBONE.NAME", "tiny-vit", "INPUT.SIZE", "(224, 224)"],
 }
 # Cheap settings shared by every run: short MC estimates, CoOp from the hand prompt (a random context swings by

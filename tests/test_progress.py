@@ -105,10 +105,13 @@ def test_threads_follow_the_load_of_the_other_processes(monkeypatch):
     busy[0] = 1.0
     assert policy.update() == "CPU threads: 4 -> 3 (4 usable CPUs, 1.0 busy with other processes)"
     assert policy.update() is None  # unchanged: nothing to log
-    busy[0] = 3.6
+    busy[0] = 1.6  # a CPU is given up when it is at least 3/4 busy elsewhere
+    policy.update()
+    assert policy.threads == 3
+    busy[0] = 3.9
     policy.update()
     assert policy.threads == 1  # never fewer than one
-    busy[0] = 0.4
+    busy[0] = 0.7
     policy.update()
     assert policy.threads == 4
 

@@ -126,6 +126,15 @@ def test_train_checkpoint_eval_only_and_results(tmp_path, env, trainer):
             shutil.rmtree(out + "_eval")
             if trainer in ("CoCoOp", "BayesianPrompt"):  # image-conditioned prompts; MC prediction
                 check_feature_cache(env, tmp_path, trainer, seed, out, accuracies[-1])
+            if trainer == "MaPLe":  # image features of learned vision prompts: never taken from the cache
+                cache = str(tmp_path / "features")
+                uncached = train(env, "--trainer", trainer, "--seed", str(seed), "--output-dir", out + "_cache",
+                                 "--eval-only", "--model-dir", out, "--load-epoch", "2", *FAST,
+                                 "MODEL.CLIP.IMAGE_FEATURE_CACHE", cache)
+                assert "IMAGE_FEATURE_CACHE is not used" in uncached.stdout
+                assert accuracy(uncached.stdout) == accuracies[-1]
+                assert not osp.isdir(cache) or not os.listdir(cache)
+                shutil.rmtree(out + "_cache")
         else:
             assert trainer == "ZeroshotCLIP"
     table = subprocess.run([sys.executable, "-m", "clipbayes.results", str(tmp_path), "--format", "csv"],
@@ -219,7 +228,7 @@ def test_missing_data_root_names_the_missing_file(tmp_path, env):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("base", ["CoCoOp", "BayesianPrompt"])
+@pytest.mark.parametrize("base", ["CoCoOp", "BayesianPrompt", "MaPLe"])
 def test_logit_prior_over_other_bases(tmp_path, env, base):
     out = str(tmp_path / "lp")
     trained = train(env, "--trainer", "LogitPrior", "--seed", "1", "--output-dir", out,

@@ -4,11 +4,12 @@ Threads. torch starts one intra-op thread per usable CPU. When another process k
 thread that loses its CPU holds up every parallel region at its barrier, and a run can become several times
 slower than with fewer threads (measured in docs/benchmarks.md, "CPU threads"). The policy:
 
-    threads = clamp(round(U - b), 1, U)
+    threads = clamp(U - floor(b + 1/4), 1, U)
 
 with U the CPUs this process may use (its affinity mask, capped by a cgroup CPU quota) and b the CPUs' worth of
 work other processes did on them: over a 0.2 s sample when the run starts, then over each epoch (no sleep: from
-the CPU time the machine and this process spent since the last look, ``/proc/stat``). ``--threads N`` or
+the CPU time the machine and this process spent since the last look, ``/proc/stat``). A CPU is given up when it is
+at least 3/4 busy elsewhere, so short bursts of other work do not move the count. ``--threads N`` or
 ``OMP_NUM_THREADS`` fix the count instead; every choice and change is logged.
 
 Denormals. Float32 values below 1.2e-38 take a slow path on x86 CPUs; gradients of near-certain predictions reach
@@ -107,7 +108,7 @@ class ThreadPolicy:
         torch.set_num_threads(self.threads)
 
     def _choose(self, busy: float) -> tuple[int, str]:
-        threads = min(self.cpus, max(1, math.floor(self.cpus - busy + 0.5)))
+        threads = min(self.cpus, max(1, self.cpus - math.floor(busy + 0.25)))
         return threads, f"{self.cpus} usable CPUs, {busy:.1f} busy with other processes"
 
     def update(self) -> str | None:

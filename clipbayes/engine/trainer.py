@@ -389,8 +389,10 @@ class PromptTrainer(TrainerX):
         expected = module.state_dict()
         missing = sorted(set(expected) - set(state_dict))
         unexpected = sorted(set(state_dict) - set(expected))
+        resizable = set(getattr(module, "resizable_state", ()))  # e.g. APEX's training classes, loaded as saved
         mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-                      for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
+                      for k, v in state_dict.items()
+                      if k in expected and v.shape != expected[k].shape and k not in resizable]
         if missing or unexpected or mismatched:
             raise RuntimeError(
                 f"Checkpoint {path} does not fit trainer {type(self).__name__} with this config: "

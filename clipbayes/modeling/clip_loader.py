@@ -6,7 +6,8 @@
     it and its SHA-256 checked;
   * a path to a local file: an OpenAI TorchScript archive or a plain state dict (``torch.save``);
   * ``tiny-vit`` / ``tiny-rn``: a small randomly initialised CLIP for tests (deterministic);
-  * ``toyclip``: the tiny CLIP pre-trained on the toy world, shipped in the package (docs/toyworld.md).
+  * ``toyclip`` / ``toyclip-vit``: the tiny CLIPs pre-trained on the toy world (ResNet / ViT image tower), shipped
+    in the package (docs/toyworld.md).
 It always returns an fp32 ``clip.model.CLIP`` on the CPU in eval mode; precision and device are applied by the
 trainer (see :mod:`clipbayes.modeling.precision`).
 """
@@ -23,7 +24,7 @@ import warnings
 import torch
 
 from clipbayes.compat import import_clip
-from clipbayes.toyworld.model import load_toyclip
+from clipbayes.toyworld.model import load_toyclip, load_toyclip_vit
 
 # OpenAI release files: name -> (file name, SHA-256). The download URL is built from them.
 OPENAI_MODELS = {
@@ -51,7 +52,7 @@ TINY_MODELS = {
 }
 
 # Pre-trained models shipped inside the package: name -> loader returning an fp32 eval-mode clip.model.CLIP.
-PACKAGED_MODELS = {"toyclip": load_toyclip}
+PACKAGED_MODELS = {"toyclip": load_toyclip, "toyclip-vit": load_toyclip_vit}
 
 
 class CLIPLoadError(RuntimeError):

@@ -151,8 +151,10 @@ class DeepPromptCLIP(PromptCLIP):
         return self.encode_prompts(prompts.ctx.unsqueeze(0), deep=prompts.text, normalize=normalize)
 
     def image_features(self, images: Tensor, prompts: TowerPrompts, normalize: bool = True) -> Tensor:
-        """(B, E) image features with the vision prompts of ``prompts``."""
-        features = vit_features(self.image_encoder, images.type(self.dtype), prompts.vision, self.round_to_half)
+        """(B, E) image features with the vision prompts of ``prompts`` (the frozen tower's when it has none)."""
+        images = images.type(self.dtype)
+        features = (vit_features(self.image_encoder, images, prompts.vision, self.round_to_half)
+                    if self.learned_image_features else self.image_encoder(images))
         return F.normalize(features, dim=-1) if normalize else features
 
     def encode_images(self, images: Tensor) -> Tensor:
@@ -160,14 +162,19 @@ class DeepPromptCLIP(PromptCLIP):
             return self.encode_frozen_images(images)
         return self.image_features(images, self.tower_prompts())
 
+    def training_text_features(self, prompts: TowerPrompts) -> Tensor:
+        """(C, E) unit-norm class features of a training step (APEX adapts them)."""
+        return self.text_features(prompts)
+
     def class_features(self) -> Tensor:
+        """(C, E) unit-norm class features of a prediction (encoded once per evaluation)."""
         return self.text_features(self.tower_prompts())
 
     def train_logits(self, images, labels=None) -> TrainOutput:
         prompts = self.tower_prompts()
-        image_features = (self.image_features(images, prompts) if self.learned_image_features
-                          else self.encode_frozen_images(images))
-        return TrainOutput(self.scale() * image_features @ self.text_features(prompts).t(), image_features, {})
+        image_features = self.image_features(images, prompts)
+        return TrainOutput(self.scale() * image_features @ self.training_text_features(prompts).t(),
+                           image_features, {})
 
     def predict_logits(self, image_features: Tensor) -> Tensor:
         return self.scale() * image_features @ self.cached_text_features(self.class_features).t()

@@ -252,8 +252,8 @@ class ClassPrompts(nn.Module):
         if "#" in prefix and position != "end":
             raise ValueError(f"a CTX_INIT template with '#' ({ctx_init!r}) places the class name itself; "
                              f"CLASS_TOKEN_POSITION must be 'end', got '{position}'")
-        texts = [prefix.replace("#", name) if "#" in prefix else f"{prefix} {name}." for name in names]
-        tokens = tokenize(texts).to(text_encoder.text_projection.device)
+        self.texts = [prefix.replace("#", name) if "#" in prefix else f"{prefix} {name}." for name in names]
+        tokens = tokenize(self.texts).to(text_encoder.text_projection.device)
         eot = eot_positions(tokens)
         length = int(eot.max()) + 1
         with torch.no_grad():

@@ -1,7 +1,9 @@
 """The tiny CLIP of the toy world ("toyclip"): architecture, compact checkpoint, and zero-shot accuracy.
 
-The model is OpenAI's ``clip.model.CLIP`` (so every trainer runs on it unchanged) with a small ModifiedResNet
-image tower (32 px input, one bottleneck per stage, width 16) and a 128-wide, 4-layer text transformer.
+The model is OpenAI's ``clip.model.CLIP`` (so every trainer runs on it unchanged) with a small image tower and a
+128-wide, 4-layer text transformer: ``toyclip`` has a ModifiedResNet (32 px input, one bottleneck per stage, width
+16), ``toyclip-vit`` a ViT (32 px input, 8 px patches: 16 patch tokens and a class token, 4 layers, width 128), for
+the methods that put prompt tokens into the image transformer.
 
 Compact checkpoint (``toyclip.pt``, fp16): every tensor except the token embedding, plus the token-embedding rows
 that pre-training trained (``token_ids`` and ``token_rows``). The other 49k rows were never trained, so they hold
@@ -25,13 +27,20 @@ from clipbayes.compat import import_clip
 from clipbayes.fileio import atomic_write
 from clipbayes.modeling.text import TextEncoder, eot_positions, tokenize
 
-TOYCLIP_ARCH = dict(embed_dim=128, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=16,
-                    vision_patch_size=None, context_length=77, vocab_size=49408, transformer_width=128,
-                    transformer_heads=2, transformer_layers=4)
+_TEXT = dict(embed_dim=128, image_resolution=32, context_length=77, vocab_size=49408, transformer_width=128,
+             transformer_heads=2, transformer_layers=4)
+# The two image towers (the text tower is the same): ``resnet`` (toyclip) and ``vit`` (toyclip-vit, for methods
+# that put prompt tokens into the image transformer).
+ARCHITECTURES = {
+    "resnet": dict(_TEXT, vision_layers=(1, 1, 1, 1), vision_width=16, vision_patch_size=None),
+    "vit": dict(_TEXT, vision_layers=4, vision_width=128, vision_patch_size=8),
+}
+TOYCLIP_ARCH = ARCHITECTURES["resnet"]
 SHIPPED_LOGIT_SCALE = 100.0
 PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
 CHECKPOINT_PATH = osp.join(PACKAGE_DIR, "toyclip.pt")
 CHECKSUM_PATH = osp.join(PACKAGE_DIR, "toyclip.sha256")
+CHECKPOINTS = {"resnet": CHECKPOINT_PATH, "vit": osp.join(PACKAGE_DIR, "toyclip_vit.pt")}
 # CLIP's image normalisation, used in pre-training and in configs/datasets/toyworld*.yaml.
 PIXEL_MEAN = (0.48145466, 0.4578275, 0.40821073)
 PIXEL_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -41,12 +50,13 @@ class ToyCLIPError(RuntimeError):
     """The shipped toy CLIP is missing or corrupt; the message says how to restore it."""
 
 
-def build_toyclip(seed: int):
-    """A freshly initialised toy CLIP (fp32, train mode) under ``seed``; the global RNG is left untouched."""
+def build_toyclip(seed: int, arch: str | dict = "resnet"):
+    """A freshly initialised toy CLIP (fp32, train mode) of ``arch`` (a name of :data:`ARCHITECTURES` or the
+    ``clip.model.CLIP`` arguments) under ``seed``; the global RNG is left untouched."""
     clip = import_clip()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return clip.model.CLIP(**TOYCLIP_ARCH).float()
+        return clip.model.CLIP(**(ARCHITECTURES[arch] if isinstance(arch, str) else arch)).float()
 
 
 def pretrain_learning_rate(step: int, steps: int, warmup: int, lr: float) -> float:
@@ -57,13 +67,15 @@ def pretrain_learning_rate(step: int, steps: int, warmup: int, lr: float) -> flo
     return 0.5 * lr * (1 + math.cos(math.pi * progress))
 
 
-def compact_state(model, token_ids: torch.Tensor, seed: int, meta: dict) -> dict:
-    """What the checkpoint stores: fp16 tensors, only the ``token_ids`` rows of the token embedding."""
+def compact_state(model, token_ids: torch.Tensor, seed: int, meta: dict, arch: str = "resnet") -> dict:
+    """What the checkpoint stores: fp16 tensors, only the ``token_ids`` rows of the token embedding (and the
+    architecture, except for the ResNet one, whose shipped file predates it)."""
     state = {name: tensor.detach().half() for name, tensor in model.state_dict().items()
              if name != "token_embedding.weight"}
     state["logit_scale"] = torch.tensor(math.log(SHIPPED_LOGIT_SCALE)).half()
     rows = model.token_embedding.weight.detach()[token_ids].half()
-    return {"tensors": state, "token_ids": token_ids.clone(), "token_rows": rows, "seed": seed, "meta": meta}
+    payload = {"tensors": state, "token_ids": token_ids.clone(), "token_rows": rows, "seed": seed, "meta": meta}
+    return payload if arch == "resnet" else {**payload, "architecture": dict(ARCHITECTURES[arch])}
 
 
 def save_compact(path: str, payload: dict) -> str:
@@ -75,6 +87,11 @@ def save_compact(path: str, payload: dict) -> str:
     atomic_write(path, lambda f: f.write(data))
     atomic_write(osp.splitext(path)[0] + ".sha256", lambda f: f.write(digest + "\n"), binary=False)
     return digest
+
+
+def load_toyclip_vit():
+    """The toy CLIP with a ViT image tower (``toyclip-vit``)."""
+    return load_toyclip(CHECKPOINTS["vit"])
 
 
 def load_toyclip(path: str = CHECKPOINT_PATH, checksum_path: str | None = None):
@@ -95,7 +112,7 @@ def load_toyclip(path: str = CHECKPOINT_PATH, checksum_path: str | None = None):
                            f"file is corrupt or was replaced. Reinstall clipbayes or re-create it with "
                            f"'python -m clipbayes.toyworld.pretrain'.")
     payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    model = build_toyclip(payload["seed"])
+    model = build_toyclip(payload["seed"], payload.get("architecture", "resnet"))
     embedding = model.token_embedding.weight.detach().clone()
     embedding[payload["token_ids"]] = payload["token_rows"].float()
     state = {name: tensor.float() for name, tensor in payload["tensors"].items()}

@@ -1,6 +1,7 @@
 """Contrastive pre-training of the toy CLIP on the toy world.
 
-    python -m clipbayes.toyworld.pretrain --out clipbayes/toyworld/toyclip.pt      # the shipped checkpoint
+    python -m clipbayes.toyworld.pretrain                # the shipped checkpoint clipbayes/toyworld/toyclip.pt
+    python -m clipbayes.toyworld.pretrain --arch vit     # clipbayes/toyworld/toyclip_vit.pt
 
 A pool of ``--pool-size`` images of the 80 pre-training classes (photo style, sketch style with probability
 ``--sketch-p``) is rendered once in memory; each step draws a batch of B images and a caption for each
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 from clipbayes.modeling.text import TextEncoder, eot_positions, tokenize
 from clipbayes.toyworld.captions import CaptionSampler
-from clipbayes.toyworld.model import (CHECKPOINT_PATH, PIXEL_MEAN, PIXEL_STD, build_toyclip, compact_state,
+from clipbayes.toyworld.model import (CHECKPOINTS, PIXEL_MEAN, PIXEL_STD, build_toyclip, compact_state,
                                       pretrain_learning_rate, save_compact, zero_shot_accuracy)
 from clipbayes.toyworld.world import (HELD_OUT, NUM_CLASSES, SKETCH_PRETRAIN_P, class_names, image_seed,
                                       pretrain_styles, render, seen_labels)
@@ -47,6 +48,7 @@ class PretrainConfig:
     sketch_p: float = SKETCH_PRETRAIN_P
     seed: int = 0
     log_every: int = 50
+    arch: str = "resnet"  # the image tower: resnet (toyclip) or vit (toyclip-vit)
 
 
 def to_tensor(images) -> torch.Tensor:
@@ -100,7 +102,7 @@ def pretrain(config: PretrainConfig, log=print):
     caption_tokens = tokenize([c.text for c in sampler.captions])
     token_ids = torch.unique(caption_tokens)  # includes 0, the padding id
     compact_tokens = torch.searchsorted(token_ids, caption_tokens)
-    model = build_toyclip(config.seed).train()
+    model = build_toyclip(config.seed, config.arch).train()
     full_embedding = model.token_embedding
     model.token_embedding = torch.nn.Embedding.from_pretrained(full_embedding.weight.detach()[token_ids].clone(),
                                                                freeze=False)
@@ -164,9 +166,13 @@ def main(argv=None) -> None:
     defaults = PretrainConfig()
     for field, value in asdict(defaults).items():
         parser.add_argument("--" + field.replace("_", "-"), type=type(value), default=value)
-    parser.add_argument("--out", default=CHECKPOINT_PATH, help="checkpoint path (its .sha256 is written next to it)")
+    parser.add_argument("--out", default=None, help="checkpoint path (its .sha256 is written next to it); default: the "
+                                                   "shipped file of --arch")
     parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     args = parser.parse_args(argv)
+    if args.arch not in CHECKPOINTS:
+        parser.error(f"--arch must be one of {', '.join(CHECKPOINTS)}")
+    args.out = args.out or CHECKPOINTS[args.arch]
     if os.path.exists(args.out) and not args.force:
         parser.error(f"{args.out} exists; pass --force to replace it, or choose another --out")
     config = PretrainConfig(**{field: getattr(args, field) for field in asdict(defaults)})
@@ -179,7 +185,7 @@ def main(argv=None) -> None:
     meta = {"config": asdict(config), "learned_logit_scale": learned_scale, "final_loss": losses[-1],
             "train_seconds": train_seconds, "train_cpu_seconds": train_cpu, "torch": str(torch.__version__),
             "zero_shot": zero_shot, "num_classes": NUM_CLASSES, "held_out": sorted(HELD_OUT)}
-    digest = save_compact(args.out, compact_state(model, token_ids, config.seed, meta))
+    digest = save_compact(args.out, compact_state(model, token_ids, config.seed, meta, config.arch))
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB, sha256 {digest}); learned logit scale "
           f"{learned_scale:.1f}, shipped 100; {train_seconds / 60:.1f} min wall, {train_cpu / 60:.1f} min CPU",
           flush=True)

@@ -51,11 +51,23 @@ def cache_root() -> str:
     return os.environ.get("CLIPBAYES_CACHE") or osp.expanduser("~/.cache/clipbayes")
 
 
-def shared_options(root: Optional[str] = None) -> List[str]:
+# The toy CLIP of a run, and the config folder its runs go to: ``toyclip`` (ResNet image tower), or for a method
+# that puts prompt tokens into the image transformer ``toyclip-vit``.
+BACKBONE_LABELS = {"toyclip": "toy", "toyclip-vit": "toy_vit"}
+
+
+def toy_backbone(trainer: str) -> str:
+    """The toy CLIP ``trainer``'s runs use (``toyclip-vit`` for a method with vision prompts)."""
+    from clipbayes.registry import get_method
+
+    return "toyclip-vit" if get_method(trainer).vision_prompts else "toyclip"
+
+
+def shared_options(root: Optional[str] = None, backbone: str = "toyclip") -> List[str]:
     """``KEY VALUE`` overrides common to every run of the protocol (the method keys keep their defaults)."""
     return [
         "DATASET.ROOT", root or cache_root(), "DATASET.NUM_SHOTS", str(NUM_SHOTS),
-        "MODEL.BACKBONE.NAME", "toyclip",
+        "MODEL.BACKBONE.NAME", backbone,
         "INPUT.SIZE", "(32, 32)", "INPUT.INTERPOLATION", "bicubic", "INPUT.TRANSFORMS", "('random_flip', 'normalize')",
         "INPUT.PIXEL_MEAN", str(list(PIXEL_MEAN)), "INPUT.PIXEL_STD", str(list(PIXEL_STD)),
         "OPTIM.NAME", "sgd", "OPTIM.LR", "0.002", "OPTIM.MAX_EPOCH", "10", "OPTIM.LR_SCHEDULER", "cosine",
@@ -81,14 +93,15 @@ def _keys_set(node: dict, prefix: str = "") -> set:
     return keys
 
 
-def trainer_options(trainer: str, root: Optional[str] = None) -> List[str]:
-    """Command-line arguments of ``trainer``'s runs: its toy.yaml (if any) and the shared options it does not set."""
+def trainer_options(trainer: str, root: Optional[str] = None, backbone: Optional[str] = None) -> List[str]:
+    """Command-line arguments of ``trainer``'s runs: its toy.yaml (if any) and the shared options it does not set
+    (on ``backbone``, default :func:`toy_backbone`)."""
     path = toy_config_file(trainer)
+    shared = shared_options(root, backbone or toy_backbone(trainer))
     if path is None:
-        return shared_options(root)
+        return shared
     with open(path) as handle:
         overridden = _keys_set(yaml.safe_load(handle))
-    shared = shared_options(root)
     pairs = [(shared[i], shared[i + 1]) for i in range(0, len(shared), 2) if shared[i] not in overridden]
     return ["--config-file", path] + [item for pair in pairs for item in pair]
 
@@ -98,28 +111,33 @@ def _data_options(run: str) -> List[str]:
     return ["DATASET.NAME", dataset, "DATASET.SUBSAMPLE_CLASSES", classes]
 
 
-def run_dirs(root: str, trainer: str, seed: int) -> Dict[str, str]:
-    """The folder of each run of ``trainer`` at ``seed`` under ``root``, in the layout of CoOp's scripts."""
+def run_dirs(root: str, trainer: str, seed: int, label: str = "toy") -> Dict[str, str]:
+    """The folder of each run of ``trainer`` at ``seed`` under ``root``, in the layout of CoOp's scripts, with
+    ``label`` as the config folder."""
     shots = f"shots_{NUM_SHOTS}"
-    return {"train_base": osp.join(root, "base2new", "train_base", "ToyWorld", shots, trainer, "toy", f"seed{seed}"),
-            "test_new": osp.join(root, "base2new", "test_new", "ToyWorld", shots, trainer, "toy", f"seed{seed}"),
-            "test_shift": osp.join(root, "evaluation", trainer, f"toy_{NUM_SHOTS}shots", "ToyWorldShift",
+    return {"train_base": osp.join(root, "base2new", "train_base", "ToyWorld", shots, trainer, label, f"seed{seed}"),
+            "test_new": osp.join(root, "base2new", "test_new", "ToyWorld", shots, trainer, label, f"seed{seed}"),
+            "test_shift": osp.join(root, "evaluation", trainer, f"{label}_{NUM_SHOTS}shots", "ToyWorldShift",
                                    f"seed{seed}")}
 
 
 def run_protocol(trainer: str, seed: int, root: str, run_cli: Callable[[List[str]], None],
                  extra_options: Sequence[str] = (), data_root: Optional[str] = None, quiet: bool = False,
-                 with_shift: bool = True) -> Dict[str, float]:
+                 with_shift: bool = True, backbone: Optional[str] = None,
+                 label: Optional[str] = None) -> Dict[str, float]:
     """Run (or, for runs already finished under ``root``, read) the protocol of ``trainer`` at ``seed``.
 
     ``run_cli(argv)`` runs ``train.py``'s code on a command line; ``extra_options`` are ``KEY VALUE`` pairs
     applied to every run after the shared ones; ``data_root`` is where the world is rendered (default
     :func:`cache_root`); ``quiet`` keeps the runs' output in their logs only, but for the progress lines
     (:mod:`clipbayes.engine.progress`: one per epoch, and the resume notice); ``with_shift=False`` leaves out
-    ``test_shift``. Returns accuracies (%): ``base``, ``new``, ``hm`` and, with the shift run, ``shift``.
+    ``test_shift``; ``backbone``: the toy CLIP (default :func:`toy_backbone`); ``label``: the runs' config folder
+    (default the backbone's, :data:`BACKBONE_LABELS`). Returns accuracies (%): ``base``, ``new``, ``hm`` and, with
+    the shift run, ``shift``.
     """
-    options = trainer_options(trainer, data_root) + list(extra_options)
-    dirs = run_dirs(root, trainer, seed)
+    backbone = backbone or toy_backbone(trainer)
+    options = trainer_options(trainer, data_root, backbone) + list(extra_options)
+    dirs = run_dirs(root, trainer, seed, label or BACKBONE_LABELS[backbone])
     results = {}
     for run in RUNS if with_shift else RUNS[:2]:
         run_dir = dirs[run]

@@ -4,7 +4,8 @@
 #
 # Usage:   scripts/logit_prior/base2new_test.sh DATASET SEED
 # Example: DATA=/data/coop BASE=CoCoOp scripts/logit_prior/base2new_test.sh caltech101 1
-# Environment (defaults in brackets): DATA [/path/to/datasets], BASE [CoOp; CoCoOp or BayesianPrompt: picks CFG],
+# Environment (defaults in brackets): DATA [/path/to/datasets],
+#   BASE [CoOp; CoCoOp, BayesianPrompt, MaPLe or APEX: picks CFG],
 #   CFG [vit_b16_coop_c4_ep10_batch4_ctxv1, vit_b16_cocoop_c4_ep10_batch4_ctxv1 or
 #   vit_b16_bayesianprompt_c4_ep10_batch4_ctxv1], SHOTS [16], LOADEP [the config's MAX_EPOCH],
 #   SUB [new; "base" re-tests the base classes], PYTHON [python].

@@ -1,5 +1,6 @@
 # Sourced by the LogitPrior scripts (not run): scripts/common.sh, and the config that BASE picks.
-# Environment (defaults in brackets): BASE [CoOp; CoCoOp or BayesianPrompt], CFG [BASE's config for the protocol];
+# Environment (defaults in brackets): BASE [CoOp; CoCoOp, BayesianPrompt, MaPLe or APEX], CFG [BASE's config for the
+#   protocol];
 #   DATA, SHOTS, SUB, LOADEP, PYTHON as in scripts/common.sh.
 # shellcheck shell=bash
 HERE=$(dirname "${BASH_SOURCE[0]}")
@@ -17,6 +18,8 @@ base_cfg() {
         xd:CoOp) CFG=${CFG:-vit_b16_coop_c4_ep10_batch2_ctxv1} ;;
         xd:CoCoOp) CFG=${CFG:-vit_b16_cocoop_c4_ep10_batch1_ctxv1_xd} ;;
         base2new:BayesianPrompt | xd:BayesianPrompt) CFG=${CFG:-vit_b16_bayesianprompt_c4_ep10_batch4_ctxv1} ;;
-        *) die "BASE must be CoOp, CoCoOp or BayesianPrompt, got '${BASE}'" ;;
+        base2new:MaPLe | xd:MaPLe) CFG=${CFG:-vit_b16_maple_c4_ep10_batch4_ctxv1} ;;
+        base2new:APEX | xd:APEX) CFG=${CFG:-vit_b16_apex_c2_ep10_batch4+2ctx_vision_1} ;;
+        *) die "BASE must be CoOp, CoCoOp, BayesianPrompt, MaPLe or APEX, got '${BASE}'" ;;
     esac
 }

@@ -6,7 +6,8 @@
 #
 # Usage:   scripts/logit_prior/xd_test.sh DATASET SEED
 # Example: DATA=/data/coop BASE=CoCoOp scripts/logit_prior/xd_test.sh imagenet_sketch 1
-# Environment (defaults in brackets): DATA [/path/to/datasets], BASE [CoOp; CoCoOp or BayesianPrompt: picks CFG],
+# Environment (defaults in brackets): DATA [/path/to/datasets],
+#   BASE [CoOp; CoCoOp, BayesianPrompt, MaPLe or APEX: picks CFG],
 #   CFG [vit_b16_coop_c4_ep10_batch2_ctxv1, vit_b16_cocoop_c4_ep10_batch1_ctxv1_xd or
 #   vit_b16_bayesianprompt_c4_ep10_batch4_ctxv1], SHOTS [16], LOADEP [the config's MAX_EPOCH], PYTHON [python].
 # Output:  output/evaluation/LogitPrior/CFG_SHOTSshots/DATASET/seedSEED

@@ -5,9 +5,11 @@
 #
 # Usage:   scripts/logit_prior/xd_train.sh SEED
 # Example: DATA=/data/coop BASE=CoCoOp scripts/logit_prior/xd_train.sh 1
-# Environment (defaults in brackets): DATA [/path/to/datasets], BASE [CoOp; CoCoOp or BayesianPrompt: picks CFG],
+# Environment (defaults in brackets): DATA [/path/to/datasets],
+#   BASE [CoOp; CoCoOp, BayesianPrompt, MaPLe or APEX: picks CFG],
 #   CFG [vit_b16_coop_c4_ep10_batch2_ctxv1, vit_b16_cocoop_c4_ep10_batch1_ctxv1_xd or
-#   vit_b16_bayesianprompt_c4_ep10_batch4_ctxv1; the config's TRAINER.LOGIT_PRIOR.BASE is what runs],
+#   vit_b16_bayesianprompt_c4_ep10_batch4_ctxv1;
+#   vit_b16_maple_... and vit_b16_apex_... for MaPLe and APEX; the config's TRAINER.LOGIT_PRIOR.BASE is what runs],
 #   SHOTS [16], PYTHON [python].
 # Output:  output/imagenet/LogitPrior/CFG_SHOTSshots/seedSEED
 set -euo pipefail
