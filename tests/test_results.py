@@ -613,3 +613,20 @@ def test_synthetic_block_matches_dassl_evaluator(capsys):
     printed = capsys.readouterr().out.splitlines()
     # 3 of 4 correct; macro F1 of y=[0,1,1,0], p=[0,1,0,0] is (0.8 + 0.6667) / 2.
     assert printed == result_block(75.0, total=4, macro_f1=100 * (0.8 + 2 / 3) / 2)
+
+
+def test_a_wrapping_method_sits_beside_the_base_it_ran_around(tmp_path):
+    """LogitPrior's log says which base it wrapped ("LogitPrior around MaPLe; ..."): its columns follow that base's,
+    labelled with it, whatever the registry's order of the trainer names."""
+    for trainer, base, acc in (("MaPLe", "", 80.0), ("LogitPrior", "MaPLe", 81.0), ("CoOp", "", 70.0),
+                               ("LogitPrior", "CoOp", 72.0)):
+        config = f"vit_b16_{base.lower() or trainer.lower()}"
+        for role, text in (("train_base", train_log(acc, trainer)), ("test_new", eval_log(acc - 10, trainer))):
+            if base:  # both the training and the eval-only run build the model and say so
+                text = text.replace("Building custom CLIP", f"LogitPrior around {base}; zero-shot template(s): ['{{}}']")
+            write(tmp_path, f"base2new/{role}/dtd/shots_16/{trainer}/{config}/seed1", text)
+    code, out, _ = run_cli(tmp_path, "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    order = list(OrderedDict.fromkeys(row["method"] for row in rows))
+    assert order == ["CoOp", "LogitPrior over CoOp", "MaPLe", "LogitPrior over MaPLe"], order

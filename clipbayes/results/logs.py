@@ -21,6 +21,8 @@ _TRAINING_RE = re.compile(r"^(?:Initialize tensorboard|epoch \[\d+/\d+\])")
 # "* accuracy: 91.2%", "* total: 1,000"; per-class lines ("* class: 3 (dog)\ttotal: ...") do not match.
 _METRIC_RE = re.compile(r"^\* ([A-Za-z_][\w-]*): ([-+]?(?:\d[\d,]*)?\.?\d+(?:[eE][-+]?\d+)?)%?$")
 _ARG_RE = re.compile(r"^(trainer|dataset_config_file|config_file|seed): (.*)$")
+# A method that wraps another one says which when it builds its model: "LogitPrior around MaPLe; ...".
+_BASE_RE = re.compile(r"^\w+ around (\w+)[;.]")
 
 
 @dataclass
@@ -79,6 +81,8 @@ def parse_log(path: str) -> ParsedLog:
                 match = _ARG_RE.match(line)
                 if match:
                     arguments.setdefault(match.group(1), match.group(2).strip())
+                elif _BASE_RE.match(line):
+                    arguments.setdefault("base", _BASE_RE.match(line).group(1))
         i += 1
 
     name = os.path.basename(path)

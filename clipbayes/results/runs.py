@@ -26,6 +26,7 @@ from clipbayes.evaluation.report import read_metrics_file
 from clipbayes.logfiles import artifact_path, log_files
 from clipbayes.results.logs import LogResult, parse_log
 
+OVER = " (over "  # the marker of a wrapping method's base in its config (Run.method)
 _SEED_RE = re.compile(r"^seed(\d+)$")
 _KSHOTS_RE = re.compile(r"_(\d+)shots$")
 _SHOTS_DIR_RE = re.compile(r"^shots_(\d+)$")
@@ -64,9 +65,13 @@ class Run:
     record: Optional[dict] = None  # the metrics-JSON record of the evaluation that gave the result
     record_problem: Optional[str] = None  # why a metrics JSON beside the log could not be read
 
+    base: str = ""  # the learner a wrapping method (LogitPrior) ran around, from the run's log
+
     @property
     def method(self) -> Tuple[str, str]:
-        return (self.trainer, self.config)
+        """(trainer, config); a wrapping method's config names its base, "<config> (over <base>)", so that the
+        tables put it beside that base (clipbayes.results.summary.method_key)."""
+        return (self.trainer, f"{self.config}{OVER}{self.base})" if self.base else self.config)
 
 
 def _classify(parts: Sequence[str]) -> Optional[dict]:
@@ -151,7 +156,7 @@ def read_run(run_dir: str, root: str) -> Run:
     info["dataset"] = pub.canonical_dataset(info["dataset"])
     return Run(path=absolute, rel=rel, seed=seed, result=result, problem=problem,
                newer_without_result=skipped if result is not None else [], record=record,
-               record_problem=record_problem, **info)
+               record_problem=record_problem, base=arguments.get("base", ""), **info)
 
 
 def evaluation_record(log_file: str) -> Tuple[Optional[dict], Optional[str]]:

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from clipbayes import published as pub
 from clipbayes.evaluation.metrics import METRIC_UNITS
 from clipbayes.registry import list_methods
-from clipbayes.results.runs import PROTOCOLS, Run
+from clipbayes.results.runs import OVER, PROTOCOLS, Run
 
 TS_SUFFIX = "_ts"
 # Metrics of the JSON that are not accuracies: no HM, no published numbers.
@@ -141,13 +141,24 @@ def natural_key(text: str):
     return [(0, int(tok), "") if tok.isdigit() else (1, 0, tok) for tok in re.split(r"(\d+)", text)]
 
 
+def base_of(method: Tuple[str, str]) -> str:
+    """The learner a wrapping method ran around (its config ends with " (over <base>)", Run.method), else ""."""
+    config = method[1]
+    return config[config.rindex(OVER) + len(OVER):-1] if config.endswith(")") and OVER in config else ""
+
+
 def method_key(method: Tuple[str, str]):
     """Sort key of a (trainer, config): the registry's method order (clipbayes.registry.list_methods), then other
-    trainers by name; configs of one trainer in natural order (1shots before 16shots)."""
+    trainers by name; configs of one trainer in natural order (1shots before 16shots); a wrapping method right
+    after the base it ran around (LogitPrior over MaPLe after MaPLe)."""
     order = [m.name.lower() for m in list_methods()]
-    name = method[0].lower()
-    rank = order.index(name) if name in order else len(order)
-    return (rank, name, natural_key(method[1]))
+
+    def rank(name: str) -> int:
+        return order.index(name.lower()) if name.lower() in order else len(order)
+
+    base = base_of(method)
+    anchor = base or method[0]
+    return (rank(anchor), anchor.lower(), bool(base), rank(method[0]), method[0].lower(), natural_key(method[1]))
 
 
 def dataset_key(dataset: str):

@@ -11,8 +11,8 @@ from tabulate import tabulate
 
 from clipbayes import published as pub
 from clipbayes.evaluation.metrics import METRIC_UNITS
-from clipbayes.results.runs import PROTOCOL_TITLES
-from clipbayes.results.summary import TS_SUFFIX, ProtocolSummary, dataset_key, method_key
+from clipbayes.results.runs import OVER, PROTOCOL_TITLES
+from clipbayes.results.summary import TS_SUFFIX, ProtocolSummary, base_of, dataset_key, method_key
 
 Method = Tuple[str, str]
 # metric -> protocol -> summary, for the requested metrics in order.
@@ -26,23 +26,26 @@ CALIBRATION_METRICS = ("ece", "nll")
 
 
 def method_labels(methods: Sequence[Method]) -> Dict[Method, str]:
-    """Short column labels: the trainer name, plus what differs between its configs when it has several."""
+    """Short column labels: the trainer name ("LogitPrior over MaPLe" for a wrapping method), plus what differs
+    between its configs when it has several."""
     by_trainer: Dict[str, List[str]] = {}
     for trainer, config in methods:
-        by_trainer.setdefault(trainer, []).append(config)
+        base = base_of((trainer, config))
+        by_trainer.setdefault(f"{trainer} over {base}" if base else trainer, []).append(config)
     labels = {}
-    for trainer, configs in by_trainer.items():
+    for name, configs in by_trainer.items():
+        trainer = name.split(" over ")[0]
         if len(configs) == 1:
-            labels[(trainer, configs[0])] = trainer
+            labels[(trainer, configs[0])] = name
             continue
-        tokens = [re.split(r"[/_]", c) for c in configs]
+        tokens = [re.split(r"[/_]", c.split(OVER)[0]) for c in configs]
         same_length = len({len(t) for t in tokens}) == 1
         for config, toks in zip(configs, tokens):
             if same_length:
                 differing = [tok for k, tok in enumerate(toks) if len({t[k] for t in tokens}) > 1]
-                labels[(trainer, config)] = f"{trainer} ({'_'.join(differing)})"
+                labels[(trainer, config)] = f"{name} ({'_'.join(differing)})"
             else:
-                labels[(trainer, config)] = f"{trainer} ({config})"
+                labels[(trainer, config)] = f"{name} ({config.split(OVER)[0]})"
     return labels
 
 
