@@ -60,9 +60,9 @@ def count_text_sequences(model, monkeypatch):
     sequences = []
     encode = model.text_encoder.forward
 
-    def counting(embeddings, eot):
+    def counting(embeddings, eot, *args, **kwargs):
         sequences.append(embeddings.shape[0])
-        return encode(embeddings, eot)
+        return encode(embeddings, eot, *args, **kwargs)
 
     monkeypatch.setattr(model.text_encoder, "forward", counting)
     return sequences

@@ -209,9 +209,9 @@ def text_passes(monkeypatch):
     sequences = []
     forward = TextEncoder.forward
 
-    def counting(self, embeddings, eot):
+    def counting(self, embeddings, eot, *args, **kwargs):
         sequences.append(embeddings.shape[0])
-        return forward(self, embeddings, eot)
+        return forward(self, embeddings, eot, *args, **kwargs)
 
     monkeypatch.setattr(TextEncoder, "forward", counting)
     return sequences

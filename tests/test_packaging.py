@@ -43,6 +43,19 @@ def imported_top_level_modules(path: str) -> set[str]:
     return names
 
 
+def local_module_names(path: str) -> set[str]:
+    """Modules a script at ``path`` imports from the repository: the files and packages of its own folder and of
+    every folder above it up to the repository root (a benchmark package's own name, ``trainer_bench``), the
+    installed package and the tests' helpers."""
+    names = {"clipbayes", "tests"}
+    folder = osp.dirname(osp.abspath(path))
+    while True:
+        names |= {osp.splitext(n)[0] for n in os.listdir(folder)}
+        if folder == ROOT or not folder.startswith(ROOT):
+            return names
+        folder = osp.dirname(folder)
+
+
 def test_every_third_party_import_is_a_declared_requirement():
     """The README's set-up installs what setup.py declares: a module imported by the package, the tests, the
     benchmarks or CI must come from a declared requirement (Dassl, installed by the set-up's second part, aside)."""
@@ -56,7 +69,7 @@ def test_every_third_party_import_is_a_declared_requirement():
         files = [top] if folder.endswith(".py") else [osp.join(d, f) for d, _, fs in os.walk(top) for f in fs
                                                        if f.endswith(".py")]
         for path in files:
-            local = {osp.splitext(n)[0] for n in os.listdir(osp.dirname(path))} | {"clipbayes", "tests"}
+            local = local_module_names(path)
             for name in imported_top_level_modules(path) - set(sys.stdlib_module_names) - local - {"dassl"}:
                 dists = {d.lower().replace("_", "-") for d in providers.get(name, [])}
                 if not dists & declared:
