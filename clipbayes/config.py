@@ -178,6 +178,8 @@ def extend_cfg(cfg: CN) -> CN:
         cfg.MODEL.CLIP.TEXT_CHUNK_SIZE = 0  # max prompts per text-encoder pass (0 = all at once)
         cfg.MODEL.CLIP.TEXT_CHECKPOINTING = False  # recompute text activations in backward (saves memory)
         cfg.MODEL.CLIP.IMAGE_FEATURE_CACHE = ""  # folder caching test-set image features ("" = off)
+        # encode a prompt prefix shared by the classes once (clipbayes/modeling/shared_prefix.py; False: whole prompts)
+        cfg.MODEL.CLIP.PREFIX_SHARING = True
     for name, key in TEST_KEYS.items():
         if name not in cfg.TEST:
             cfg.TEST[name] = key.default

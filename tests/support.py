@@ -27,7 +27,7 @@ def model_cfg(chunk_size: int = 0, backbone: str | None = None, dataset: str | N
     from yacs.config import CfgNode as CN
     cfg = CN()
     cfg.MODEL = CN()
-    cfg.MODEL.CLIP = CN({"TEXT_CHUNK_SIZE": chunk_size, "TEXT_CHECKPOINTING": False})
+    cfg.MODEL.CLIP = CN({"TEXT_CHUNK_SIZE": chunk_size, "TEXT_CHECKPOINTING": False, "PREFIX_SHARING": True})
     if backbone is not None:
         cfg.MODEL.BACKBONE = CN({"NAME": backbone})
     if dataset is not None:

@@ -59,11 +59,13 @@ class PromptTrainer(TrainerX):
     def make_prompt_model(cls, cfg, clip_model, classnames):
         """The method's model for ``classnames``; reads its keys from ``cfg.TRAINER.<node>``. Its learner is cast
         to the dtype of LEARNER_PREC (float32 master weights by default; the values it was built with, in the
-        CLIP's dtype, are kept, so both settings start from the same point)."""
+        CLIP's dtype, are kept, so both settings start from the same point); its text encoder shares prompt
+        prefixes unless MODEL.CLIP.PREFIX_SHARING is False."""
         node = cfg.TRAINER[cls.method.node]
         model = cls.method.build(cfg, node, clip_model, classnames)
         if model.learner is not None:
             model.learner.to(learner_dtype(node.LEARNER_PREC, model.dtype))
+        model.text_encoder.share_prefixes = cfg.MODEL.CLIP.PREFIX_SHARING
         return model
 
     def build_model(self):

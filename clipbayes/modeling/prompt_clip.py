@@ -124,7 +124,7 @@ class PromptCLIP(nn.Module):
         prompts = self.prompts(ctx)
         lead = prompts.shape[:-3]
         flat = prompts.reshape(-1, *prompts.shape[-2:])
-        features = self.text_encoder(flat, self.prompts.buckets, deep)
+        features = self.text_encoder(flat, self.prompts.buckets, deep, self.prompts.shared_prefix(ctx))
         features = F.normalize(features, dim=-1) if normalize else features
         return features.reshape(*lead, self.num_classes, -1)
 

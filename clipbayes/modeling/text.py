@@ -18,6 +18,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from clipbayes.compat import import_clip
+from clipbayes.modeling.shared_prefix import encode_shared
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 
@@ -128,6 +129,12 @@ class TextEncoder(nn.Module):
     Deep prompts (``deep``, clipbayes/modeling/deep_prompts.py): P^1 .. P^K, each (n, D), replace the tokens at
     positions 1 .. n (after [SOS], where ClassPrompts puts the context) before blocks 1 .. K of every sequence;
     ``round_prompts_to_half`` rounds each inserted copy to fp16 first, as the official MaPLe / IVLP code does.
+
+    ``shared_prefix`` p > 0 says that the S copies of the set share their first p tokens within each copy (the
+    [SOS][ctx] of a shared context): each prefix then goes through the tower once and the class suffixes attend
+    to its keys and values (clipbayes/modeling/shared_prefix.py; ``share_prefixes`` False switches it off). Deep
+    prompts with ``round_prompts_to_half`` take the whole-sequence path: the official rounding is per inserted
+    copy (one per sequence), and so is the rounding of each copy's gradient, which one shared copy cannot repeat.
     """
 
     def __init__(self, clip_model, chunk_size: int = 0, checkpointing: bool = False):
@@ -140,6 +147,7 @@ class TextEncoder(nn.Module):
         self.chunk_size = chunk_size
         self.checkpointing = checkpointing
         self.round_prompts_to_half = False
+        self.share_prefixes = True
 
     @property
     def dtype(self) -> torch.dtype:
@@ -156,13 +164,17 @@ class TextEncoder(nn.Module):
         x = x.permute(1, 0, 2)  # (T, N, D): CLIP's sequence-first layout
         for i, block in enumerate(self.transformer.resblocks):
             if 1 <= i <= len(deep):
-                x = replace_prompt_tokens(x, 1, deep[i - 1], self.round_prompts_to_half)
+                x = self.replace_deep(x, deep[i - 1])
             h = block.ln_1(x)
             x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
             x = x + block.mlp(block.ln_2(x))
         x = self.ln_final(x.permute(1, 0, 2)).type(self.dtype)
         rows = torch.arange(x.shape[0], device=x.device).view(-1, *[1] * (eot.dim() - 1))
         return x[rows, eot] @ self.text_projection
+
+    def replace_deep(self, x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        """Sequence-first tokens x (T, N, D) with the deep prompt (n, D) at positions 1 .. n."""
+        return replace_prompt_tokens(x, 1, prompt, self.round_prompts_to_half)
 
     def _encode_chunks(self, embeddings: torch.Tensor, eot: torch.Tensor, deep: tuple) -> torch.Tensor:
         size = self.chunk_size if self.chunk_size > 0 else embeddings.shape[0]
@@ -177,12 +189,15 @@ class TextEncoder(nn.Module):
         return torch.cat(outputs)
 
     def forward(self, embeddings: torch.Tensor, eot: torch.Tensor | LengthBuckets,
-                deep: tuple | list = ()) -> torch.Tensor:
+                deep: tuple | list = (), shared_prefix: int = 0) -> torch.Tensor:
         buckets = eot if isinstance(eot, LengthBuckets) else LengthBuckets(eot)
         deep = tuple(deep)
         n_rows, n_seq = embeddings.shape[0], buckets.num_sequences
         if n_rows % n_seq:
             raise ValueError(f"{n_rows} text sequences are not copies of a set of {n_seq} (LengthBuckets)")
+        if (shared_prefix and self.share_prefixes and buckets.eot.dim() == 1
+                and shared_prefix <= int(buckets.eot.min()) and not (deep and self.round_prompts_to_half)):
+            return encode_shared(self, embeddings, buckets, shared_prefix, deep)
         copies = n_rows // n_seq
         repeat = (copies,) + (1,) * (buckets.eot.dim() - 1)
         if len(buckets.lengths) == 1:  # one length: no regrouping
@@ -266,6 +281,13 @@ class ClassPrompts(nn.Module):
         self.register_buffer("token_suffix", embedding[:, 1 + n_ctx:].clone(), persistent=False)
         name_lengths = [count_tokens(name) for name in names]
         self.register_buffer("order", self._token_order(name_lengths, n_ctx, length, position), persistent=False)
+        # [SOS][ctx] and the fixed tokens after it that every class has (MaPLe's "of a"): shared by the C prompts
+        # of one context (clipbayes/modeling/shared_prefix.py); 0 for the other class-token positions
+        same = (tokens[:, 1 + n_ctx:length] == tokens[:1, 1 + n_ctx:length]).all(dim=0).long()
+        self.common_prefix = 1 + n_ctx + int(same.cumprod(0).sum()) if position == "end" else 0
+        if position != "end":
+            print(f"Class token at the {position}: every class prompt goes through the text tower whole (a prefix "
+                  f"is shared only with the class token at the end)")
 
     @staticmethod
     def _token_order(name_lengths: list[int], n_ctx: int, length: int, position: str) -> torch.Tensor | None:
@@ -287,6 +309,11 @@ class ClassPrompts(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.token_prefix.shape[0]
+
+    def shared_prefix(self, ctx: torch.Tensor) -> int:
+        """Leading tokens the C prompts of each context in ``ctx`` (..., K, M, D) have in common: the common prefix
+        for a context shared by the classes (K = 1), 0 for class-specific contexts (K = C)."""
+        return self.common_prefix if ctx.shape[-3] == 1 else 0
 
     def forward(self, ctx: torch.Tensor) -> torch.Tensor:
         n_classes = self.num_classes
