@@ -4,21 +4,26 @@
 Per configuration (each in its own Python process, so the CPU memory peaks do not mix) it measures
   * s/step    forward + backward + SGD step of the learner only (the rest of CLIP frozen), as
               ``PromptTrainer.forward_backward`` does it: median of --steps timed steps after --warmup untimed ones,
-              with length-bucketed text passes and with one-length passes (every sequence padded to the longest,
-              the encoding before bucketing), the two interleaved step by step in one process (--buckets);
-  * floor     what the step would cost if each tower processed only the tokens actually needed: the text tokens
-              of every sampled prompt at its own length (EOT index + 1) times the measured seconds per text token
+              for each text-pass variant of --variants, interleaved step by step in one process: ``shared`` (length
+              buckets, and a prompt prefix the classes share encoded once: the default), ``bucketed`` (length
+              buckets, whole prompts: the encoding before prefix sharing) and ``one_length`` (whole prompts padded
+              to the longest: the encoding before length buckets);
+  * floor     what the step would cost if each tower processed only the tokens actually needed: the distinct
+              text tokens (every sampled prompt at its own length, EOT index + 1, a prefix shared by the classes of
+              a prompt set counted once) times the measured seconds per text token
               (forward + backward to the input, on as many sequences all of the mean needed length, the cheapest
               of one pass or 2, 4, 8 chunks), plus the image tokens (patches + 1 per image) times the measured
               seconds per image token (forward);
-              "step / floor" is the measured bucketed step over it; with vision prompts (MaPLe, IVLP, DeepVPT,
+              "step / floor" is the measured step of the first variant over it; with vision prompts (MaPLe, IVLP, DeepVPT,
               APEX) each image also carries its n_v prompt tokens and the image token is timed forward + backward
               to the prompts (as in the step);
   * tokens    text tokens per training step counted by a hook on the text encoder, four ways: 77 x sequences
-              (official: full-length prompts), longest x sequences (one-length pass), bucketed, needed;
+              (official: full-length prompts), longest x sequences (one-length pass), bucketed, needed; and
+              distinct (needed, with the prefix the classes of a prompt set share counted once per set);
   * img/s     test images per second, ``predict`` under ``torch.no_grad()`` inside one ``model.evaluation_cache``
               block per evaluation of --test-batches batches of --test-batch images, for each TEST.MC_DRAWS mode
-              (--mc-draws) and for CoOp built on the same CLIP in the same process (--reference), the evaluations
+              (--mc-draws), again with whole prompts (no prefix sharing) when --variants has shared and bucketed,
+              and for CoOp built on the same CLIP in the same process (--reference), the evaluations
               interleaved --test-reps times: steady (median of batches 2..), whole evaluation, and the one-off
               extra of batch 1 (the once-per-evaluation text encodings), with the text sequences of batches 1 and 2;
   * peak mem  CUDA: ``torch.cuda.max_memory_allocated`` (train and test separately); CPU: growth of the peak resident

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Everything CUDA in one run, for the few minutes a GPU is lent: one CUDA GPU, no network, about 8 minutes.
+"""Everything CUDA in one run, for the few minutes a GPU is lent: one CUDA GPU, no network, about 9 minutes.
 
-    python benchmarks/gpu_check.py [--out DIR] [--budget-s 480]
+    python benchmarks/gpu_check.py [--out DIR] [--budget-s 540]
 
 Stages, each in its own processes with a share of the time budget (a stage with no time left is reported NOT RUN):
   tests  ``python -m pytest tests/test_cuda.py tests/test_precision.py`` on CUDA: low-precision training steps and
@@ -15,7 +15,12 @@ Stages, each in its own processes with a share of the time budget (a stage with 
          test img/s and peak CUDA memory of every configuration but the conditional BayesianPrompt ones (every
          registered method with something to train must have a configuration there);
   cond   BayesianPrompt conditional at L = 10, B = 4, C = 1000 with text checkpointing: the chunk sizes of
-         ``CHUNKS`` from the largest down until one fits in memory; its numbers and the chunk size.
+         ``CHUNKS`` from the largest down until one fits in memory; its numbers and the chunk size;
+  prefix shared prompt prefixes (clipbayes/modeling/shared_prefix.py) against whole prompts, interleaved step by
+         step in one process: ``bench_trainers.py --variants shared,bucketed`` on the random ViT-B/16 at C = 100
+         (FGVC Aircraft's names), fp16, for CoOp with 16 context tokens, unconditional and conditional
+         BayesianPrompt and CoCoOp: training s/step and steady test img/s both ways and their ratios (reported,
+         not asserted).
 It prints PASS / FAIL / NOT RUN per item, a summary and a JSON of the numbers (also written to DIR/gpu_check.json);
 the exit status is 1 when an item failed. Without CUDA it says so and exits 0 having run nothing.
 """
@@ -44,10 +49,13 @@ from clipbayes.registry import list_methods  # noqa: E402
 PRECISIONS = ("fp16", "amp", "bf16")
 CHUNKS = (20000, 10000, 5000, 2000, 1000)  # text sequences per encoder pass; B x L x C = 40,000 conditional
 # Seconds each stage may take at most (within --budget-s overall).
-STAGE_CAPS = {"tests": 240, "e2e": 90, "bench": 120, "cond": 90}
+STAGE_CAPS = {"tests": 240, "e2e": 90, "bench": 120, "cond": 90, "prefix": 60}
 PARALLEL_RUNS = 4  # train.py runs at once on the one GPU (tiny models)
 BENCH = ["--backbone", "vit-b16-random", "--device", "cuda", "--prec", "fp16", "--classes", "1000", "--batch", "4",
          "--samples", "10", "--steps", "5", "--warmup", "2", "--test-batch", "16", "--test-batches", "3"]
+PREFIX_BENCH = ["--classes", "100", "--official-names", "fgvc_aircraft", "--samples", "4", "--variants",
+                "shared,bucketed", "--mc-draws", "per_batch", "--reference", "none", "--trainers", "CoOp-ctx16",
+                "BayesianPrompt-uncond", "CoCoOp", "BayesianPrompt-cond"]
 
 
 class Budget:
@@ -253,13 +261,28 @@ def stage_cond(report: Report, budget: Budget, out: str) -> None:
     report.add("FAIL", item, f"no chunk size of {CHUNKS} fits in memory")
 
 
+def stage_prefix(report: Report, budget: Budget, out: str) -> None:
+    rows = bench_rows(report, out, "bench_prefix", PREFIX_BENCH, budget.for_stage("prefix"))
+    report.numbers["prefix_sharing_vit_b16_c100"] = rows
+    for row in rows or []:
+        if "error" in row:
+            report.add("FAIL", f"prefix sharing {row['config']}", row["error"])
+            continue
+        steps, prediction = row["steps"], row["prediction"]
+        whole = prediction.get("per_batch, whole prompts")
+        report.add("PASS", f"prefix sharing {row['config']}",
+                   f"train {steps['bucketed'] / steps['shared']:.2f}x ({steps['shared']:.4f} s/step shared, "
+                   f"{steps['bucketed']:.4f} whole); predict "
+                   + (f"{prediction['per_batch']['steady_img_per_s'] / whole['steady_img_per_s']:.2f}x" if whole
+                      else "-") + f"; peak {row['train_peak_mib']:.0f} MiB (train)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=osp.join(REPO, "output", "gpu_check", time.strftime("%Y%m%d-%H%M%S")),
                         help="folder for the logs and gpu_check.json")
-    parser.add_argument("--budget-s", type=float, default=480.0, help="total time budget in seconds")
-    parser.add_argument("--stages", nargs="+", default=["tests", "e2e", "bench", "cond"],
-                        choices=["tests", "e2e", "bench", "cond"])
+    parser.add_argument("--budget-s", type=float, default=540.0, help="total time budget in seconds")
+    parser.add_argument("--stages", nargs="+", default=list(STAGE_CAPS), choices=list(STAGE_CAPS))
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("No CUDA GPU is available: nothing was run (this check needs one CUDA GPU).")
@@ -276,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.version.cuda}; budget {args.budget_s:.0f} s; logs in {args.out}", flush=True)
     if not dassl_available():
         report.add("FAIL", "Dassl.pytorch installed", "it is not: run README.md's set-up first")
-    stages = {"tests": stage_tests, "e2e": stage_e2e, "bench": stage_bench, "cond": stage_cond}
+    stages = {"tests": stage_tests, "e2e": stage_e2e, "bench": stage_bench, "cond": stage_cond,
+              "prefix": stage_prefix}
     for name in args.stages:
         print(f"--- {name} ({budget.left():.0f} s left)", flush=True)
         stages[name](report, budget, args.out)

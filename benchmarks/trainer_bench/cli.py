@@ -33,8 +33,10 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="TEST.MC_DRAWS modes to time (both: interleaved in the same process)")
     p.add_argument("--reference", default="CoOp", choices=["CoOp", "none"],
                    help="also time CoOp's prediction on the same CLIP in the same process")
-    p.add_argument("--buckets", default="both", choices=["both", "on", "off"],
-                   help="length-bucketed text passes, one-length passes, or both interleaved step by step")
+    p.add_argument("--variants", default="shared,bucketed,one_length",
+                   help="text passes to time, interleaved step by step, comma-separated (the first gives the row's "
+                        "s/step): shared (length buckets + each shared prompt prefix once, the default), bucketed "
+                        "(length buckets, whole prompts), one_length (whole prompts padded to the longest)")
     p.add_argument("--floor-reps", type=int, default=3, help="timed passes per tower for the per-token cost")
     p.add_argument("--statistic", default="median", choices=list(STATISTICS),
                    help="of repeated timings; min: the least disturbed run, for a machine shared with other jobs "
@@ -88,9 +90,11 @@ def print_configuration_tables(args, rows) -> None:
     mem_note = ("peak memory: torch.cuda.max_memory_allocated above the allocation before the phase"
                 if cuda else "peak memory: CPU peak-RSS growth (getrusage ru_maxrss) during train+test over the "
                              "peak after setup, one process per configuration")
-    print(f"# training: {args.statistic} of {args.steps} steps per variant, bucketed and one-length steps "
-          f"interleaved in one process; floor = needed text tokens x measured s/text token (fwd + bwd to the input) + image "
-          f"tokens x measured s/image token (fwd); {mem_note}")
+    print(f"# training: {args.statistic} of {args.steps} steps per variant ({args.variants}), interleaved step by step "
+          f"in one process; shared = length buckets + each shared prompt prefix encoded once, bucketed = length "
+          f"buckets with whole prompts, one length = whole prompts padded to the longest; floor = distinct text tokens "
+          f"x measured s/text token (fwd + bwd to the input) + image tokens x measured s/image token (fwd); "
+          f"{mem_note}")
     print("# x base (same process): LogitPrior s/step over its base learner's step timed right after it in the "
           "same process; x base row: over the base configuration's own row")
     if any(r.get("vision_prompt_tokens") for r in rows):
@@ -99,7 +103,8 @@ def print_configuration_tables(args, rows) -> None:
     print(training_table(rows, cuda))
     print(f"\n# prediction: {args.test_reps} interleaved evaluations per mode of {args.test_batches} batches of "
           f"{args.test_batch} images (predict from images, one evaluation_cache each); steady = "
-          f"{args.statistic} of batches 2..; one-off = batch 1 minus steady (the once-per-evaluation text encodings)")
+          f"{args.statistic} of batches 2..; one-off = batch 1 minus steady (the once-per-evaluation text encodings); "
+          f"whole prompts: the same evaluation without prefix sharing, interleaved with it")
     print(prediction_table(rows))
 
 

@@ -26,7 +26,7 @@ ENTRY_POINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 OFFICIAL_MAPLE = "official-MaPLe"  # the child name of the --compare-official-maple row
 # options handed to a child; one the caller's namespace lacks is left at the child's default
 CHILD_OPTIONS = ("backbone", "classes", "batch", "samples", "steps", "warmup", "device", "prec", "text_chunk",
-                 "test_batch", "test_batches", "test_reps", "seed", "buckets", "mc_draws", "reference", "floor_reps",
+                 "test_batch", "test_batches", "test_reps", "seed", "variants", "mc_draws", "reference", "floor_reps",
                  "statistic")
 
 

@@ -1,7 +1,7 @@
 """The benchmarked configurations and the config each one runs with (``default_cfg()`` plus the keys below).
 
-CoOp-family learners: N_CTX 4 with CTX_INIT "a photo of a". Deep-prompt learners: the official settings of
-configs/trainers/<method>/ (base-to-new): MaPLe 2 context tokens, depth 9; IVLP 2 text + 2 vision tokens, depth
+CoOp-family learners: N_CTX 4 with CTX_INIT "a photo of a" (CoOp-ctx16: 16 random context tokens, CoOp's
+default). Deep-prompt learners: the official settings of configs/trainers/<method>/ (base-to-new): MaPLe 2 context tokens, depth 9; IVLP 2 text + 2 vision tokens, depth
 12 / 12; DeepVPT 8 vision tokens, depth 12; APEX 2 + 2 tokens, text depth 1, vision depth 12, ensemble beta 4 and
 threshold 0.05.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 # name -> (trainer, BayesianPrompt posterior or None, LogitPrior base or None, base configuration name or None)
 CONFIGS = {
     "CoOp": ("CoOp", None, None, None),
+    "CoOp-ctx16": ("CoOp", None, None, None),  # CoOp's own default: 16 random context tokens
     "CoCoOp": ("CoCoOp", None, None, None),
     "BayesianPrompt-uncond": ("BayesianPrompt", "unconditional", None, None),
     "BayesianPrompt-cond": ("BayesianPrompt", "conditional", None, None),
@@ -53,6 +54,8 @@ def make_cfg(args, config: str, prec: str):
         node.N_CTX = 4
         node.CTX_INIT = "a photo of a"
         node.PREC = prec
+    if config == "CoOp-ctx16":
+        cfg.TRAINER.COOP.update(N_CTX=16, CTX_INIT="")
     bp = cfg.TRAINER.BAYESIAN_PROMPT
     bp.N_SAMPLES_TRAIN = args.samples
     bp.N_SAMPLES_TEST = args.samples

@@ -1,6 +1,6 @@
 """Tokens through each tower and the measured cost of one token: the token floor of a training step.
 
-    floor = needed text tokens x (s per text token, forward + backward to the input)
+    floor = distinct text tokens x (s per text token, forward + backward to the input)
             + B x image tokens per image x (s per image token)
     image tokens per image = patches + 1 (class token) + n_v (the vision prompt tokens, 0 for a frozen tower)
 
@@ -22,10 +22,12 @@ class TextPassMeter:
 
     Tokens are counted four ways: ``official`` (77 per sequence), ``longest`` (every sequence padded to the longest
     of its pass: one-length encoding), ``bucketed`` (each length bucket padded to its own longest member) and
-    ``needed`` (each sequence at its own EOT index + 1).
+    ``needed`` (each sequence at its own EOT index + 1); plus ``distinct``: the needed tokens with a prefix that
+    the C sequences of a set share counted once per set (p + sum_c (n_c - p); clipbayes/modeling/shared_prefix.py),
+    whether or not the pass shares it.
     """
 
-    KINDS = ("sequences", "official", "longest", "bucketed", "needed")
+    KINDS = ("sequences", "official", "longest", "bucketed", "needed", "distinct")
 
     def __init__(self, encoder):
         self.counts = dict.fromkeys(self.KINDS, 0)
@@ -36,11 +38,16 @@ class TextPassMeter:
 
         embeddings = args[0] if args else kwargs["embeddings"]
         eot = args[1] if len(args) > 1 else kwargs["eot"]
+        prefix = args[3] if len(args) > 3 else kwargs.get("shared_prefix", 0)
         n = embeddings.shape[0]
         buckets = eot if isinstance(eot, LengthBuckets) else LengthBuckets(eot)
-        copies = n // buckets.num_sequences
+        copies, n_seq = n // buckets.num_sequences, buckets.num_sequences
+        if not (prefix and buckets.eot.dim() == 1 and prefix <= int(buckets.eot.min())):
+            prefix = 0
+        distinct = copies * (buckets.needed_tokens - (n_seq - 1) * prefix)
         for kind, value in (("sequences", n), ("official", 77 * n), ("longest", copies * buckets.longest_tokens),
-                            ("bucketed", copies * buckets.padded_tokens), ("needed", copies * buckets.needed_tokens)):
+                            ("bucketed", copies * buckets.padded_tokens), ("needed", copies * buckets.needed_tokens),
+                            ("distinct", distinct)):
             self.counts[kind] += value
 
     def reset(self):
