@@ -130,7 +130,7 @@ def _step_gradients(trainer_name, output_dir):
 
 
 @requires_dassl
-@pytest.mark.parametrize("trainer_name", ["CoOp", "CoCoOp"])
+@pytest.mark.parametrize("trainer_name", ["CoOp", "CoCoOp", "MaPLe"])  # MaPLe: prompts inside both towers
 def test_averaged_gradient_equals_the_one_process_gradient(tmp_path, monkeypatch, trainer_name):
     monkeypatch.setenv("CLIPBAYES_CACHE", str(tmp_path / "cache"))
     single = _step_gradients(trainer_name, str(tmp_path / "single"))

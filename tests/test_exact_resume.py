@@ -80,12 +80,16 @@ def _assert_identical(first, second):
 
 
 @requires_dassl
-def test_killed_run_resumes_to_bit_identical_weights(tmp_path):
+@pytest.mark.parametrize("prec", ["fp32", "fp16"])
+def test_killed_run_resumes_to_bit_identical_weights(tmp_path, prec):
     """BayesianPrompt (MC sampling in every step), demo data with random flips (the loader's shuffling and the
-    augmentation draw from the generators), killed in batch 3 of epoch 3 of 4 and started again."""
+    augmentation draw from the generators), killed in batch 3 of epoch 3 of 4 and started again; at fp16 (the CPU's
+    half-precision kernels) the fp32 learner's dynamic loss scale resumes too."""
     env = _env(tmp_path)
+    if prec != "fp32":
+        env["CLIPBAYES_CPU_LOW_PRECISION"] = "1"
     args = ["--trainer", "BayesianPrompt", "--seed", "1", "OPTIM.MAX_EPOCH", "4", "TRAIN.CHECKPOINT_FREQ", "1",
-            "TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TRAIN", "3"]
+            "TRAINER.BAYESIAN_PROMPT.N_SAMPLES_TRAIN", "3", "TRAINER.BAYESIAN_PROMPT.PREC", prec]
     reference, resumed = str(tmp_path / "reference"), str(tmp_path / "resumed")
     done = _run(env, "--output-dir", reference, *args)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -102,10 +106,13 @@ def test_killed_run_resumes_to_bit_identical_weights(tmp_path):
     assert "holds no random-number states" not in again.stdout
     for epoch in (3, 4):
         _assert_identical(_weights(reference, epoch), _weights(resumed, epoch))
-    optimiser = [torch.load(osp.join(out, "prompt_learner", "model.pth.tar-4"), weights_only=True)["optimizer"]
-                 for out in (reference, resumed)]
-    for a, b in zip(optimiser[0]["state"].values(), optimiser[1]["state"].values()):
+    final = [torch.load(osp.join(out, "prompt_learner", "model.pth.tar-4"), weights_only=True)
+             for out in (reference, resumed)]
+    for a, b in zip(final[0]["optimizer"]["state"].values(), final[1]["optimizer"]["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in a if torch.is_tensor(a[k]))
+    if prec == "fp16":
+        assert "dynamic loss scaling" in again.stdout
+        assert final[0]["grad_scaler"] == final[1]["grad_scaler"] and final[0]["grad_scaler"]["scale"] > 0
 
 
 @requires_dassl
