@@ -119,17 +119,19 @@ def plot(results, seeds, path: str) -> None:
     """Grouped bars (mean, std as error bar) per quantity, one bar per row, seeds as dots."""
     trainers = list(results)
     width = 0.8 / len(trainers)
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    colours = plt.get_cmap("tab20").colors  # one colour per row (up to 20 rows)
+    fig, ax = plt.subplots(figsize=(11, 5.5))
     for i, trainer in enumerate(trainers):
         positions = np.arange(len(QUANTITIES)) + (i - (len(trainers) - 1) / 2) * width
         values = np.array([[results[trainer][s][q] for s in seeds] for q in QUANTITIES])
-        ax.bar(positions, values.mean(axis=1), width, yerr=values.std(axis=1), capsize=3, label=trainer)
+        ax.bar(positions, values.mean(axis=1), width, yerr=values.std(axis=1), capsize=3, label=trainer,
+               color=colours[i % len(colours)])
         for position, row in zip(positions, values):
             ax.scatter(np.full(len(row), position), row, s=6, color="black", zorder=3)
     ax.set_xticks(np.arange(len(QUANTITIES)), [HEADERS[q] for q in QUANTITIES])
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"Toy world, 16 shots, {len(seeds)} seeds (mean, std, seeds)")
-    ax.legend(fontsize=8, ncol=min(4, len(trainers)))
+    ax.legend(fontsize=8, ncol=min(5, len(trainers)), loc="upper center", bbox_to_anchor=(0.5, -0.08))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
