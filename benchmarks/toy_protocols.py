@@ -86,32 +86,62 @@ def measure(rows, seeds, output_dir, options):
     return results
 
 
+BOOTSTRAP_DRAWS = 10_000
+COOP = "CoOp"
+
+
+def paired_interval(deltas: np.ndarray, draws: int = BOOTSTRAP_DRAWS, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the mean of per-seed paired differences: ``draws`` resamples of the seeds with
+    replacement (numpy generator seeded with 0, so the table is reproducible)."""
+    rng = np.random.default_rng(0)
+    means = deltas[rng.integers(0, len(deltas), size=(draws, len(deltas)))].mean(axis=1)
+    return tuple(np.quantile(means, [(1 - level) / 2, (1 + level) / 2]))
+
+
+def interval_cell(deltas: np.ndarray) -> str:
+    """'mean [low, high]' of paired differences; marked '(not separated)' when the interval holds 0."""
+    low, high = paired_interval(deltas)
+    mark = " (not separated)" if low <= 0 <= high else ""
+    return f"{deltas.mean():+.1f} [{low:+.1f}, {high:+.1f}]{mark}"
+
+
 def table(results, seeds, references=None) -> str:
-    """Markdown: mean +- std per row, then the per-seed paired differences from zero-shot CLIP on the same toy CLIP
-    (``references``: row name -> zero-shot row name; default ZeroshotCLIP)."""
+    """Markdown: mean +- std per row; the per-seed paired differences from zero-shot CLIP on the same toy CLIP
+    (``references``: row name -> zero-shot row name; default ZeroshotCLIP); then the mean differences from that
+    zero-shot CLIP and from CoOp (when it was run) with paired-bootstrap 95% intervals over the seeds."""
     references = references or {}
-    lines = ["| method | " + " | ".join(HEADERS[q] for q in QUANTITIES) + " |",
-             "| --- |" + " --- |" * len(QUANTITIES)]
+    header = ["| method | " + " | ".join(HEADERS[q] for q in QUANTITIES) + " |", "| --- |" + " --- |" * len(QUANTITIES)]
+    lines = list(header)
     for name, per_seed in results.items():
         cells = []
         for q in QUANTITIES:
             values = np.array([per_seed[s][q] for s in seeds])
             cells.append(f"{values.mean():.1f} +- {values.std():.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    trained = [name for name in results if not name.startswith(ZERO_SHOT)]
+
+    def deltas(name, reference, q):
+        return np.array([results[name][s][q] - results[reference][s][q] for s in seeds])
+
     lines += ["", f"Per-seed difference from zero-shot CLIP on the same toy CLIP (seeds {', '.join(map(str, seeds))}), "
-              "and how many seeds it is negative on:", "",
-              "| method | " + " | ".join(HEADERS[q] for q in QUANTITIES) + " |",
-              "| --- |" + " --- |" * len(QUANTITIES)]
-    for name, per_seed in results.items():
-        if name.startswith(ZERO_SHOT):
-            continue
-        reference = results[references.get(name, ZERO_SHOT)]
+              "and how many seeds it is negative on:", ""] + header
+    for name in trained:
         cells = []
         for q in QUANTITIES:
-            deltas = np.array([per_seed[s][q] - reference[s][q] for s in seeds])
-            cells.append(" ".join(f"{d:+.1f}" for d in deltas) + f" (mean {deltas.mean():+.1f}, "
-                         f"{int((deltas < 0).sum())}/{len(deltas)} < 0)")
+            d = deltas(name, references.get(name, ZERO_SHOT), q)
+            cells.append(" ".join(f"{x:+.1f}" for x in d) + f" (mean {d.mean():+.1f}, {int((d < 0).sum())}/{len(d)} < 0)")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    comparisons = [("zero-shot CLIP on the same toy CLIP", lambda name: references.get(name, ZERO_SHOT))]
+    if COOP in results:
+        comparisons.append(("CoOp (paired by seed: the same shots and test images)", lambda name: COOP))
+    for label, reference_of in comparisons:
+        lines += ["", f"Mean difference from {label} with a paired-bootstrap 95% interval over the {len(seeds)} seeds "
+                  f"({BOOTSTRAP_DRAWS:,} resamples); \"not separated\": the interval holds 0:", ""] + header
+        for name in trained:
+            if reference_of(name) == name:
+                continue
+            cells = [interval_cell(deltas(name, reference_of(name), q)) for q in QUANTITIES]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

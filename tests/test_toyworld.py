@@ -246,3 +246,18 @@ def test_toy_protocols_table_pairs_every_seed_with_zero_shot():
         ("LogitPrior", "toyclip", "ZeroshotCLIP"), ("LogitPrior (MaPLe)", "toyclip-vit", "ZeroshotCLIP (toyclip-vit)")]
     assert "| CoOp | 67.0 +- 3.0 | 53.0 +- 3.0 |" in text
     assert "| CoOp | +10.0 +4.0 (mean +7.0, 0/2 < 0) | -10.0 -4.0 (mean -7.0, 2/2 < 0) |" in text
+    # paired-bootstrap intervals of the mean difference: two seeds give means of {+4, +7, +10} on base
+    assert "| CoOp | +7.0 [+4.0, +10.0] | -7.0 [-10.0, -4.0] |" in text
+    assert "from CoOp" in text and "| CoOp | +0.0" not in text  # CoOp is not compared with itself
+
+
+@requires_dassl
+def test_paired_intervals_mark_what_the_seeds_cannot_separate():
+    spec = importlib.util.spec_from_file_location("toy_protocols", osp.join(ROOT, "benchmarks", "toy_protocols.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    import numpy as np
+    low, high = bench.paired_interval(np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
+    assert 1.0 < low < 3.0 < high < 5.0  # inside the range of the seeds, around their mean
+    assert bench.interval_cell(np.array([-1.0, 2.0, -3.0, 4.0, 1.0])).endswith("(not separated)")
+    assert "not separated" not in bench.interval_cell(np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
