@@ -34,7 +34,7 @@ class TextPassMeter:
         self.handle = encoder.register_forward_pre_hook(self, with_kwargs=True)
 
     def __call__(self, module, args, kwargs):
-        from clipbayes.modeling.text import LengthBuckets
+        from clipbayes.modeling.text import LengthBuckets, sharable_prefix
 
         embeddings = args[0] if args else kwargs["embeddings"]
         eot = args[1] if len(args) > 1 else kwargs["eot"]
@@ -42,8 +42,7 @@ class TextPassMeter:
         n = embeddings.shape[0]
         buckets = eot if isinstance(eot, LengthBuckets) else LengthBuckets(eot)
         copies, n_seq = n // buckets.num_sequences, buckets.num_sequences
-        if not (prefix and buckets.eot.dim() == 1 and prefix <= int(buckets.eot.min())):
-            prefix = 0
+        prefix = sharable_prefix(buckets, prefix)
         distinct = copies * (buckets.needed_tokens - (n_seq - 1) * prefix)
         for kind, value in (("sequences", n), ("official", 77 * n), ("longest", copies * buckets.longest_tokens),
                             ("bucketed", copies * buckets.padded_tokens), ("needed", copies * buckets.needed_tokens),

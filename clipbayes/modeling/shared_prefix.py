@@ -41,6 +41,7 @@ def project(attn, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def causal_mask(length: int, like: Tensor) -> Tensor:
+    """(length, length) additive causal mask in the dtype and on the device of ``like``: -inf above the diagonal."""
     return torch.full((length, length), float("-inf"), device=like.device, dtype=like.dtype).triu_(1)
 
 

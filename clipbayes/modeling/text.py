@@ -18,7 +18,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from clipbayes.compat import import_clip
-from clipbayes.modeling.shared_prefix import encode_shared
+from clipbayes.modeling.shared_prefix import causal_mask, encode_shared
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 
@@ -115,6 +115,12 @@ def token_read_buckets(eot: torch.Tensor, positions: torch.Tensor) -> LengthBuck
     return LengthBuckets(torch.cat([eot.unsqueeze(1), positions.to(eot).expand(eot.shape[0], -1)], dim=1))
 
 
+def sharable_prefix(buckets: LengthBuckets, prefix: int) -> int:
+    """``prefix`` when the sequences of ``buckets`` can share it (one EOT read per sequence, every EOT at or after
+    it), else 0."""
+    return prefix if prefix and buckets.eot.dim() == 1 and prefix <= int(buckets.eot.min()) else 0
+
+
 class TextEncoder(nn.Module):
     """The frozen CLIP text transformer applied to token embeddings.
 
@@ -160,7 +166,7 @@ class TextEncoder(nn.Module):
     def _encode(self, embeddings: torch.Tensor, eot: torch.Tensor, *deep: torch.Tensor) -> torch.Tensor:
         length = embeddings.shape[1]
         x = embeddings + self.positional_embedding[:length].type(embeddings.dtype)
-        mask = torch.full((length, length), float("-inf"), device=x.device, dtype=x.dtype).triu_(1)
+        mask = causal_mask(length, x)
         x = x.permute(1, 0, 2)  # (T, N, D): CLIP's sequence-first layout
         for i, block in enumerate(self.transformer.resblocks):
             if 1 <= i <= len(deep):
@@ -195,8 +201,8 @@ class TextEncoder(nn.Module):
         n_rows, n_seq = embeddings.shape[0], buckets.num_sequences
         if n_rows % n_seq:
             raise ValueError(f"{n_rows} text sequences are not copies of a set of {n_seq} (LengthBuckets)")
-        if (shared_prefix and self.share_prefixes and buckets.eot.dim() == 1
-                and shared_prefix <= int(buckets.eot.min()) and not (deep and self.round_prompts_to_half)):
+        if (self.share_prefixes and sharable_prefix(buckets, shared_prefix)
+                and not (deep and self.round_prompts_to_half)):
             return encode_shared(self, embeddings, buckets, shared_prefix, deep)
         copies = n_rows // n_seq
         repeat = (copies,) + (1,) * (buckets.eot.dim() - 1)
