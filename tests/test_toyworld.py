@@ -67,6 +67,31 @@ def test_caption_masks_mark_every_caption_that_describes_an_image():
 
 
 @requires_dassl
+@requires_dassl
+def test_a_second_renderer_keeps_the_dataset_another_process_finished(tmp_path, monkeypatch):
+    """Regression: two torchrun ranks render the same empty cache; the one that finished second deleted the
+    first one's finished folder while that rank was reading it. Here another renderer finishes while this one is
+    still rendering; this one must leave the finished folder in place and remove only its own staging folder."""
+    import clipbayes.datasets  # noqa: F401  (registers the dataset readers before the toy world's)
+    from clipbayes.toyworld import dataset as toy
+
+    folder, split_name, parts = str(tmp_path / "toyworld_photo"), "split.json", {"test": 1}
+    render, finished = toy.render, []
+
+    def render_while_another_finishes(*args):
+        if not finished:
+            finished.append(None)
+            toy.render_dataset(folder, split_name, "photo", parts)  # the other process, to completion
+            finished[0] = os.stat(osp.join(folder, split_name)).st_ino
+        return render(*args)
+
+    monkeypatch.setattr(toy, "render", render_while_another_finishes)
+    toy.render_dataset(folder, split_name, "photo", parts)
+    assert os.stat(osp.join(folder, split_name)).st_ino == finished[0]  # the other one's files, kept
+    assert len(os.listdir(osp.join(folder, "images"))) == 100
+    assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
+
+
 def test_dataset_goes_through_the_coop_reader(tmp_path, monkeypatch):
     from clipbayes.config import default_cfg
     from clipbayes.toyworld import dataset as toy

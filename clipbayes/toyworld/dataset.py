@@ -56,6 +56,8 @@ def render_dataset(folder: str, split_name: str, style: str, parts: dict) -> Non
             split.setdefault(part, [])
         with open(osp.join(staging, split_name), "w") as handle:
             json.dump(split, handle)
+        if osp.isfile(osp.join(folder, split_name)):  # another process (a torchrun rank) finished first: keep it
+            return
         if osp.isdir(folder):  # an earlier, interrupted attempt without a split file
             shutil.rmtree(folder)
         os.replace(staging, folder)
