@@ -129,3 +129,97 @@ def test_weighted_transport_checks_weights():
         weighted_transport(unit(2, 3, 4), unit(1, 5, 2, 4), torch.ones(2, 1, 5), transport_distance("ct"))
     with pytest.raises(ValueError, match="unknown transport"):
         transport_distance("emd")
+
+
+# --- the navigators and variable-size token sets (PBPrompt's TRANSPORT_TOKENS with_name) ---------------------------
+def slow_ct_navigated(patches, tokens, tau, navigator):
+    """CT of one patch set (N, E) and one token set (K, E) with navigator weights written per pair: ``nearest``
+    exp(-c / tau), ``farthest`` exp(-(u . g) / tau) (ALIGN's ct_dis: softmax(-sim / exp(phi)))."""
+    n, k = len(patches), len(tokens)
+    sim = [[float(patches[i] @ tokens[j]) for j in range(k)] for i in range(n)]
+    weight = [[math.exp(-(1 - sim[i][j]) / tau) if navigator == "nearest" else math.exp(-sim[i][j] / tau)
+               for j in range(k)] for i in range(n)]
+    forward = sum(sum(weight[i][j] * (1 - sim[i][j]) for j in range(k)) / sum(weight[i]) for i in range(n)) / n
+    backward = sum(sum(weight[i][j] * (1 - sim[i][j]) for i in range(n)) / sum(weight[i][j] for i in range(n))
+                   for j in range(k)) / k
+    return forward, backward
+
+
+@pytest.mark.parametrize("navigator", ["nearest", "farthest"])
+@pytest.mark.parametrize("tau", [0.07, 0.5])
+def test_each_navigator_equals_a_slow_loop(navigator, tau):
+    patches, tokens = unit(2, 5, 8, seed=11), unit(2, 3, 4, 8, seed=12)
+    forward, backward = conditional_transport(cosine_cost(patches, tokens).double(), tau, navigator)
+    for b in range(2):
+        for l in range(2):
+            for c in range(3):
+                f, bw = slow_ct_navigated(patches[b], tokens[l, c], tau, navigator)
+                assert forward[b, l, c].item() == pytest.approx(f, rel=1e-6)
+                assert backward[b, l, c].item() == pytest.approx(bw, rel=1e-6)
+
+
+def test_the_navigators_weigh_opposite_ends_of_the_cost():
+    """nearest -> the smallest cost of each row as tau -> 0, farthest -> the largest (ALIGN's sign)."""
+    patches, tokens = unit(1, 6, 8, seed=13), unit(1, 1, 4, 8, seed=14)
+    cost = cosine_cost(patches, tokens).double()
+    near, _ = conditional_transport(cost, 1e-4, "nearest")
+    far, _ = conditional_transport(cost, 1e-4, "farthest")
+    assert near.item() == pytest.approx(cost.amin(-1).mean().item(), rel=1e-6)
+    assert far.item() == pytest.approx(cost.amax(-1).mean().item(), rel=1e-6)
+    with pytest.raises(ValueError, match="navigator"):
+        conditional_transport(cost, 0.1, "closest")
+
+
+@pytest.mark.parametrize("navigator", ["nearest", "farthest"])
+def test_a_learned_temperature_gives_the_fixed_value_and_a_gradient(navigator):
+    from clipbayes.transport import NavigatorTemperature
+    patches, tokens = unit(2, 5, 8, seed=15, dtype=torch.float32), unit(1, 3, 4, 8, seed=16, dtype=torch.float32)
+    weights = torch.rand(1, 2, 3, generator=torch.Generator().manual_seed(0))
+    learned, fixed = NavigatorTemperature(0.2, learned=True), NavigatorTemperature(0.2, learned=False)
+    assert [name for name, _ in learned.named_parameters()] == ["log_temperature"]
+    assert list(fixed.parameters()) == [] and fixed.state_dict() == {}  # old checkpoints load unchanged
+    values = [weighted_transport(patches, tokens, weights, transport_distance("ct", t, navigator=navigator))
+              for t in (learned, fixed, 0.2)]
+    assert values[0].item() == pytest.approx(values[2].item(), rel=1e-6) == pytest.approx(values[1].item(), rel=1e-6)
+    grad, = torch.autograd.grad(values[0], learned.log_temperature)
+    assert grad.abs() > 0
+
+
+def test_masked_token_sets_equal_each_class_set_on_its_own():
+    """Token sets padded to K with a mask give, for every transport, the distance of each class's own smaller set."""
+    patches, tokens = unit(2, 6, 8, seed=17), unit(2, 3, 5, 8, seed=18)
+    sizes = [5, 2, 3]
+    mask = torch.arange(5).expand(3, -1) < torch.tensor(sizes).unsqueeze(1)
+    padded = tokens.clone()
+    padded[:, ~mask] = unit(int((~mask).sum()), 8, seed=19)  # padding content must not matter
+    cost = cosine_cost(patches, padded)
+    for distance in (transport_distance("ct", 0.1), transport_distance("ct", 0.3, navigator="farthest"),
+                     transport_distance("sinkhorn", epsilon=0.1, n_iters=300)):
+        masked = distance(cost, mask)
+        for c, size in enumerate(sizes):
+            alone = distance(cosine_cost(patches, tokens[:, c:c + 1, :size]))[..., 0]
+            torch.testing.assert_close(masked[..., c], alone, rtol=1e-5, atol=1e-7)
+
+
+def test_masked_sinkhorn_plan_puts_no_mass_on_padding():
+    cost = cosine_cost(unit(1, 4, 8, seed=20), unit(1, 2, 3, 8, seed=21))
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    plan = sinkhorn_plan(cost, 0.1, 200, mask)
+    assert plan[..., 0, :, 2].abs().max() == 0
+    torch.testing.assert_close(plan.sum(dim=(-2, -1)), torch.ones(1, 1, 2))
+    torch.testing.assert_close(plan[..., 0, :, :2].sum(-2), torch.full((1, 1, 2), 0.5), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 2])
+def test_weighted_transport_with_a_mask_chunks_the_mask_with_the_classes(chunk):
+    patches, tokens = unit(2, 5, 8, seed=22, dtype=torch.float32), unit(2, 3, 4, 8, seed=23, dtype=torch.float32)
+    mask = torch.arange(4).expand(3, -1) < torch.tensor([[4], [1], [2]])
+    weights = torch.rand(2, 2, 3, generator=torch.Generator().manual_seed(1))
+    distance = transport_distance("ct", 0.2)
+    expected = sum(weights[l, b, c] * distance(cosine_cost(patches[b:b + 1], tokens[l:l + 1, c:c + 1,
+                                                                                     :int(mask[c].sum())]))
+                   for b in range(2) for l in range(2) for c in range(3)).squeeze() / 4
+    value = weighted_transport(patches, tokens, weights, distance, class_chunk=chunk, token_mask=mask)
+    torch.testing.assert_close(value, expected)
+    with pytest.raises(ValueError, match="token_mask"):
+        weighted_transport(patches, tokens, weights, distance, token_mask=mask[:2])

@@ -110,9 +110,30 @@ class LengthBuckets(nn.Module):
 
 
 def token_read_buckets(eot: torch.Tensor, positions: torch.Tensor) -> LengthBuckets:
-    """The length buckets of reading, in each of C sequences, its EOT token (C,) and then ``positions`` (P,):
-    positions (C, 1 + P), for :meth:`TextEncoder.encode_with_tokens`."""
+    """The length buckets of reading, in each of C sequences, its EOT token (C,) and then ``positions`` (P,) or
+    (C, P): positions (C, 1 + P), for :meth:`TextEncoder.encode_with_tokens`."""
     return LengthBuckets(torch.cat([eot.unsqueeze(1), positions.to(eot).expand(eot.shape[0], -1)], dim=1))
+
+
+TOKEN_SETS = ("prompt", "with_name")
+
+
+def prompt_token_positions(eot: torch.Tensor, n_ctx: int, token_set: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions (C, K) of a token set in each prompt [SOS][ctx_1 .. ctx_M][name_c][.][EOT] and its mask (C, K).
+
+    ``prompt``: the M context positions 1 .. M (K = M, nothing masked). ``with_name``: positions 0 .. EOT_c - 2,
+    i.e. [SOS], the context and the class name's tokens (not "." and EOT), K = max_c(EOT_c - 1); a shorter set is
+    padded with position 0, masked out.
+    """
+    if token_set == "prompt":
+        positions = torch.arange(1, 1 + n_ctx).expand(eot.shape[0], -1)
+        return positions, torch.ones_like(positions, dtype=torch.bool)
+    if token_set == "with_name":
+        sizes = eot.detach().cpu().long() - 1
+        positions = torch.arange(int(sizes.max())).expand(eot.shape[0], -1)
+        mask = positions < sizes.unsqueeze(1)
+        return positions.masked_fill(~mask, 0), mask
+    raise ValueError(f"unknown token set '{token_set}'; expected one of {TOKEN_SETS}")
 
 
 def sharable_prefix(buckets: LengthBuckets, prefix: int) -> int:

@@ -10,11 +10,15 @@
     loss = -(1/B) sum_b log((1/L) sum_l softmax(logits_l[b])[y_b])
            + beta * mean_c mean_d KL(q(r_c | c) || N(e_c, I))
            + eta * (1/(B L)) sum_{b,l,c} p_l(c | x_b) D(U_b, G_{l,c}),    p_l = softmax(logits_l) (detached: key)
-    D       = bidirectional conditional transport (default) or entropic OT: clipbayes.transport
+    D       = bidirectional conditional transport (default) or entropic OT: clipbayes.transport, between U_b and
+              the token set G_{l,c}: the b prompt positions, or [SOS] + prompt + class-name positions (ALIGN's);
+              CT navigators weigh the nearest pairs (softmax(-c / tau)) or the farthest (ALIGN's softmax(-u.g / tau)),
+              tau fixed or learned (tau = exp(phi), ALIGN's)
     predict = log((1/L) sum_l softmax(logits_l)), fresh r per call (or drawn once per evaluation), or r_c = mu(e_c)
 
-G_{l,c} are the text transformer's outputs at the b prompt positions and U_b the image tower's patch tokens, read
-in the same passes that make g and f. All L x C prompts of a step go through the text encoder in one (chunked)
+G_{l,c} are the text transformer's outputs at the token set's positions and U_b the image tower's patch tokens,
+read in the same passes that make g and f. CLIP's causal text mask means the b prompt positions never see the
+class name: with the prompt-token set, G_{l,c} depends on the class only through r_c. All L x C prompts of a step go through the text encoder in one (chunked)
 pass. The generator starts as the identity on r + p (zero-initialised output projections) with p the embeddings
 of CTX_INIT, and mu starts at 0: the first prompts are "[CTX_INIT] [name]." up to the posterior noise.
 """
@@ -28,11 +32,11 @@ from clipbayes.config import ConfigError, Key, above, at_least, between, context
 from clipbayes.engine.trainer import PromptTrainer
 from clipbayes.modeling.contract import TrainOutput
 from clipbayes.modeling.prompt_clip import PromptCLIP, initial_context
-from clipbayes.modeling.text import count_tokens, token_read_buckets, tokenize
+from clipbayes.modeling.text import TOKEN_SETS, count_tokens, prompt_token_positions, token_read_buckets, tokenize
 from clipbayes.modeling.visual import encode_image_tokens, has_patch_features
 from clipbayes.objectives import gaussian_kl_to_standard_normal, gaussian_samples
 from clipbayes.registry import register_method
-from clipbayes.transport import TRANSPORTS, transport_distance, weighted_transport
+from clipbayes.transport import NAVIGATORS, TRANSPORTS, NavigatorTemperature, transport_distance, weighted_transport
 
 NON_NEGATIVE = at_least(0, integer=False)
 
@@ -53,7 +57,13 @@ KEYS = {
     "TRANSPORT_WEIGHT": Key(0.1, "eta, weight of the transport regulariser", check=NON_NEGATIVE),
     "DETACH_CLASS_WEIGHTS": Key(True, "stop the gradient through the class probabilities weighting D",
                                 choices=(True, False)),
-    "CT_TEMPERATURE": Key(0.1, "tau of the CT navigators softmax(-cost / tau)", check=above(0)),
+    "TRANSPORT_TOKENS": Key("prompt", "token set G_c: prompt (the b prompt positions) | with_name ([SOS], prompt "
+                                      "and class-name tokens, as ALIGN)", choices=TOKEN_SETS),
+    "CT_NAVIGATOR": Key("nearest", "CT navigator weights: nearest softmax(-cost / tau) | farthest softmax(-sim / "
+                                   "tau), ALIGN's", choices=NAVIGATORS),
+    "CT_TEMPERATURE": Key(0.1, "tau of the CT navigators (the initial tau when learned)", check=above(0)),
+    "CT_LEARN_TEMPERATURE": Key(False, "learn tau = exp(phi) with the prompts, as ALIGN (TRANSPORT ct only)",
+                                choices=(True, False)),
     "SINKHORN_EPSILON": Key(0.1, "entropic regularisation of the OT plan", check=above(0)),
     "SINKHORN_ITERS": Key(100, "Sinkhorn iterations", check=at_least(1)),
     "TRANSPORT_CLASS_CHUNK": Key(100, "classes per transport chunk, recomputed in backward (0: all at once)",
@@ -105,13 +115,15 @@ class PromptGenerator(nn.Module):
 class PBPromptLearner(nn.Module):
     """Posterior MLPs on the class-name embeddings and the prompt generator: everything PBPrompt learns."""
 
-    def __init__(self, positions: torch.Tensor, hidden_ratio: int, init_log_var: float, heads: int):
+    def __init__(self, positions: torch.Tensor, hidden_ratio: int, init_log_var: float, heads: int,
+                 temperature: NavigatorTemperature):
         super().__init__()
         width = positions.shape[-1]
         self.mean_net = posterior_mlp(width, max(1, width // hidden_ratio))
         self.log_var_net = posterior_mlp(width, max(1, width // hidden_ratio))
         nn.init.constant_(self.log_var_net[2].bias, init_log_var)
         self.generator = PromptGenerator(positions, heads)
+        self.navigator_temperature = temperature
 
     def posterior(self, name_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log-variance) of q(r_c | c), each (C, D), in the learner's dtype."""
@@ -125,12 +137,20 @@ class PBPromptModel(PromptCLIP):
         self.n_samples_train, self.n_samples_test = node.N_SAMPLES_TRAIN, node.N_SAMPLES_TEST
         self.kl_weight, self.prediction = node.KL_WEIGHT, node.PREDICTION
         self.transport_weight, self.detach_weights = node.TRANSPORT_WEIGHT, node.DETACH_CLASS_WEIGHTS
-        self.class_chunk = node.TRANSPORT_CLASS_CHUNK
-        self.distance = None if node.TRANSPORT == "none" else transport_distance(
-            node.TRANSPORT, node.CT_TEMPERATURE, node.SINKHORN_EPSILON, node.SINKHORN_ITERS)
+        self.class_chunk, self.transport_kind = node.TRANSPORT_CLASS_CHUNK, node.TRANSPORT
+        self.navigator, self.sinkhorn = node.CT_NAVIGATOR, (node.SINKHORN_EPSILON, node.SINKHORN_ITERS)
         self.register_buffer("name_embeddings", class_name_embeddings(self.text_encoder, classnames),
                              persistent=False)
-        self.token_buckets = token_read_buckets(self.prompts.eot, torch.arange(1, 1 + self.prompts.n_ctx))
+        positions, mask = prompt_token_positions(self.prompts.eot, self.prompts.n_ctx, node.TRANSPORT_TOKENS)
+        self.token_buckets = token_read_buckets(self.prompts.eot, positions)
+        self.register_buffer("token_mask", None if mask.all() else mask.to(self.prompts.eot.device), persistent=False)
+
+    def distance(self):
+        """D(U, G) of TRANSPORT (None for none), at the navigator temperature's current value."""
+        if self.transport_kind == "none":
+            return None
+        return transport_distance(self.transport_kind, self.learner.navigator_temperature, *self.sinkhorn,
+                                  navigator=self.navigator)
 
     def encode_image_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One image-tower pass: unit-norm image features (B, E) and patch features (B, N, E)."""
@@ -138,15 +158,15 @@ class PBPromptModel(PromptCLIP):
         return F.normalize(image, dim=-1), F.normalize(patches, dim=-1)
 
     def encode_prompt_tokens(self, ctx: torch.Tensor, with_tokens: bool = True):
-        """Prompt tokens (L, C, b, D) -> unit-norm class features (L, C, E) and, from the same text pass, prompt
-        token features (L, C, b, E) (or None)."""
+        """Prompt tokens (L, C, b, D) -> unit-norm class features (L, C, E) and, from the same text pass, the token
+        set's features (L, C, K, E) (or None; K = b for the prompt-token set)."""
         prompts = self.prompts(ctx)
         flat = prompts.reshape(-1, *prompts.shape[-2:])
         if not with_tokens:
             return F.normalize(self.text_encoder(flat, self.prompts.buckets), dim=-1).reshape(*ctx.shape[:2], -1), None
         features, tokens = self.text_encoder.encode_with_tokens(flat, self.token_buckets)
         return (F.normalize(features, dim=-1).reshape(*ctx.shape[:2], -1),
-                F.normalize(tokens, dim=-1).reshape(*ctx.shape[:3], -1))
+                F.normalize(tokens, dim=-1).reshape(*ctx.shape[:2], *tokens.shape[-2:]))
 
     def sampled_text(self, n_samples: int, noise=None, with_tokens: bool = False):
         """L draws of every class's latent -> (features (L, C, E), token features (L, C, b, E) or None, mu, log_var).
@@ -162,7 +182,8 @@ class PBPromptModel(PromptCLIP):
         return self.scale() * image_features @ text.mT
 
     def train_logits(self, images, labels=None, noise=None) -> TrainOutput:
-        with_transport = self.distance is not None
+        distance = self.distance()
+        with_transport = distance is not None
         if with_transport:
             image_features, patches = self.encode_image_tokens(images)
         else:
@@ -175,7 +196,7 @@ class PBPromptModel(PromptCLIP):
             weights = logits.float().softmax(dim=-1)
             weights = weights.detach() if self.detach_weights else weights
             regularisers["transport"] = self.transport_weight * weighted_transport(
-                patches, tokens, weights, self.distance, self.class_chunk)
+                patches, tokens, weights, distance, self.class_chunk, self.token_mask)
         return TrainOutput(logits, image_features, regularisers)
 
     def mean_text(self) -> torch.Tensor:
@@ -209,8 +230,9 @@ def build_pbprompt_model(cfg, node, clip_model, classnames) -> PBPromptModel:
                           text_chunk_size=cfg.MODEL.CLIP.TEXT_CHUNK_SIZE,
                           text_checkpointing=cfg.MODEL.CLIP.TEXT_CHECKPOINTING)
     positions = initial_context(model.text_encoder, node.N_CTX, node.CTX_INIT)
+    temperature = NavigatorTemperature(node.CT_TEMPERATURE, node.CT_LEARN_TEMPERATURE and node.TRANSPORT == "ct")
     model.learner = PBPromptLearner(positions, node.POSTERIOR_HIDDEN_RATIO, node.INIT_LOG_VAR,
-                                    node.GENERATOR_HEADS).to(positions.dtype)
+                                    node.GENERATOR_HEADS, temperature).to(positions.dtype)
     return model
 
 
