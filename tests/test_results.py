@@ -630,3 +630,15 @@ def test_a_wrapping_method_sits_beside_the_base_it_ran_around(tmp_path):
     rows = list(csv.DictReader(io.StringIO(out)))
     order = list(OrderedDict.fromkeys(row["method"] for row in rows))
     assert order == ["CoOp", "LogitPrior over CoOp", "MaPLe", "LogitPrior over MaPLe"], order
+
+
+def test_a_validation_result_is_read_only_when_asked_for(tmp_path):
+    """An eval-only run with TEST.SPLIT val (the toy world's validation runs) holds no test result; its val result is
+    read with split_read="val", and a training log's per-epoch val blocks never count as its test result."""
+    from clipbayes.results.logs import parse_log
+    text = eval_log(70.0).replace("Evaluate on the *test* set", "Evaluate on the *val* set")
+    path = os.path.join(write(tmp_path, "val", text), "log.txt")
+    assert parse_log(path).result is None
+    assert parse_log(path, split_read="val").result.metrics["accuracy"] == 70.0
+    trained = os.path.join(write(tmp_path, "train", train_log(80.0, val_accs=(50.0, 60.0))), "log.txt")
+    assert parse_log(trained).result.metrics["accuracy"] == 80.0

@@ -41,8 +41,9 @@ class ParsedLog:
     arguments: Dict[str, str] = field(default_factory=dict)
 
 
-def parse_log(path: str) -> ParsedLog:
-    """Read one Dassl log file and pick its complete test result (see the module docstring for the rule)."""
+def parse_log(path: str, split_read: str = "test") -> ParsedLog:
+    """Read one Dassl log file and pick its complete test result (see the module docstring for the rule); with
+    ``split_read`` "val", its result on the validation split instead (``TEST.SPLIT val``)."""
     with open(path, "r", encoding="utf-8", errors="replace") as handle:
         lines = [line.strip() for line in handle]
 
@@ -64,7 +65,8 @@ def parse_log(path: str) -> ParsedLog:
                 elif not (lines[j] == "=> per-class result" or lines[j].startswith("* class:")):
                     break
                 j += 1
-            if split in (None, "test"):  # no "Evaluate on" line at all: a custom test loop, accept it
+            # no "Evaluate on" line at all: a custom test loop, accept it as a test result
+            if split == split_read or (split is None and split_read == "test"):
                 blocks.append((i, metrics))
             split = None
             i = j

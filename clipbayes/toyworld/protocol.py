@@ -10,7 +10,10 @@ folders of CoOp's scripts, so ``python -m clipbayes.results <root>`` reads them 
   (``<root>/base2new/test_new/...``);
 * ``test_shift``: the trained prompts on the base classes rendered in the ``shift`` style (tinted, cluttered
   backgrounds never seen in pre-training): domain generalisation with the classes held fixed
-  (``<root>/evaluation/<trainer>/toy_16shots/ToyWorldShift/seed<S>``).
+  (``<root>/evaluation/<trainer>/toy_16shots/ToyWorldShift/seed<S>``);
+* with ``with_validation``, ``val_base`` and ``val_new``: the trained prompts on the validation images
+  (``TEST.SPLIT val``) of the base and of the new classes (``<root>/validation/{base,new}/...``), the only numbers
+  a choice of settings may be made on.
 
 A finished run is read back instead of repeated; an unfinished training run resumes from its last epoch
 (checkpoints every epoch), bit for bit as ``train.py`` resumes. Under ``torchrun`` every process runs the same
@@ -41,9 +44,10 @@ from clipbayes.toyworld.model import PIXEL_MEAN, PIXEL_STD
 
 NUM_SHOTS = 16
 RUNS = ("train_base", "test_new", "test_shift")
+VALIDATION_RUNS = ("val_base", "val_new")
 # run -> (dataset, classes kept)
 RUN_DATA = {"train_base": ("ToyWorld", "base"), "test_new": ("ToyWorld", "new"),
-            "test_shift": ("ToyWorldShift", "base")}
+            "test_shift": ("ToyWorldShift", "base"), "val_base": ("ToyWorld", "base"), "val_new": ("ToyWorld", "new")}
 
 
 def cache_root() -> str:
@@ -108,7 +112,8 @@ def trainer_options(trainer: str, root: Optional[str] = None, backbone: Optional
 
 def _data_options(run: str) -> List[str]:
     dataset, classes = RUN_DATA[run]
-    return ["DATASET.NAME", dataset, "DATASET.SUBSAMPLE_CLASSES", classes]
+    split = ["TEST.SPLIT", "val"] if run in VALIDATION_RUNS else []
+    return ["DATASET.NAME", dataset, "DATASET.SUBSAMPLE_CLASSES", classes] + split
 
 
 def run_dirs(root: str, trainer: str, seed: int, label: str = "toy") -> Dict[str, str]:
@@ -118,13 +123,15 @@ def run_dirs(root: str, trainer: str, seed: int, label: str = "toy") -> Dict[str
     return {"train_base": osp.join(root, "base2new", "train_base", "ToyWorld", shots, trainer, label, f"seed{seed}"),
             "test_new": osp.join(root, "base2new", "test_new", "ToyWorld", shots, trainer, label, f"seed{seed}"),
             "test_shift": osp.join(root, "evaluation", trainer, f"{label}_{NUM_SHOTS}shots", "ToyWorldShift",
-                                   f"seed{seed}")}
+                                   f"seed{seed}"),
+            "val_base": osp.join(root, "validation", "base", "ToyWorld", shots, trainer, label, f"seed{seed}"),
+            "val_new": osp.join(root, "validation", "new", "ToyWorld", shots, trainer, label, f"seed{seed}")}
 
 
 def run_protocol(trainer: str, seed: int, root: str, run_cli: Callable[[List[str]], None],
                  extra_options: Sequence[str] = (), data_root: Optional[str] = None, quiet: bool = False,
                  with_shift: bool = True, backbone: Optional[str] = None,
-                 label: Optional[str] = None) -> Dict[str, float]:
+                 label: Optional[str] = None, with_validation: bool = False) -> Dict[str, float]:
     """Run (or, for runs already finished under ``root``, read) the protocol of ``trainer`` at ``seed``.
 
     ``run_cli(argv)`` runs ``train.py``'s code on a command line; ``extra_options`` are ``KEY VALUE`` pairs
@@ -132,40 +139,46 @@ def run_protocol(trainer: str, seed: int, root: str, run_cli: Callable[[List[str
     :func:`cache_root`); ``quiet`` keeps the runs' output in their logs only, but for the progress lines
     (:mod:`clipbayes.engine.progress`: one per epoch, and the resume notice); ``with_shift=False`` leaves out
     ``test_shift``; ``backbone``: the toy CLIP (default :func:`toy_backbone`); ``label``: the runs' config folder
-    (default the backbone's, :data:`BACKBONE_LABELS`). Returns accuracies (%): ``base``, ``new``, ``hm`` and, with
-    the shift run, ``shift``.
+    (default the backbone's, :data:`BACKBONE_LABELS`); ``with_validation`` adds the validation runs. Returns
+    accuracies (%): ``base``, ``new``, ``hm``, with the shift run ``shift``, and with the validation runs
+    ``val_base``, ``val_new`` and ``val_hm``.
     """
     backbone = backbone or toy_backbone(trainer)
     options = trainer_options(trainer, data_root, backbone) + list(extra_options)
     dirs = run_dirs(root, trainer, seed, label or BACKBONE_LABELS[backbone])
     results = {}
-    for run in RUNS if with_shift else RUNS[:2]:
+    runs = (RUNS if with_shift else RUNS[:2]) + (VALIDATION_RUNS if with_validation else ())
+    for run in runs:
         run_dir = dirs[run]
         argv = ["--trainer", trainer, "--seed", str(seed), "--output-dir", run_dir]
         trained = ddp.from_main(lambda: osp.isdir(osp.join(dirs["train_base"], "prompt_learner")))
         if run != "train_base" and trained:
             epoch = ddp.from_main(lambda: _final_epoch(dirs["train_base"]))
             argv += ["--eval-only", "--model-dir", dirs["train_base"], "--load-epoch", str(epoch)]
-        if ddp.from_main(lambda: read_accuracy(run_dir)) is None:
+        split = "val" if run in VALIDATION_RUNS else "test"
+        if ddp.from_main(lambda: read_accuracy(run_dir, split)) is None:
             with progress.shown_on(prefix=f"  {trainer} {run}: ") if quiet else contextlib.nullcontext():
                 _isolated(run_cli, argv + options + _data_options(run), quiet)
-        results[run] = ddp.from_main(lambda: read_accuracy(run_dir))
+        results[run] = ddp.from_main(lambda: read_accuracy(run_dir, split))
         if results[run] is None:
-            raise RuntimeError(f"{run_dir}/log.txt holds no test result; see that log for what went wrong")
+            raise RuntimeError(f"{run_dir}/log.txt holds no {split} result; see that log for what went wrong")
     accuracies = {"base": results["train_base"], "new": results["test_new"],
                   "hm": harmonic_mean(results["train_base"], results["test_new"])}
     if with_shift:
         accuracies["shift"] = results["test_shift"]
+    if with_validation:
+        accuracies.update(val_base=results["val_base"], val_new=results["val_new"],
+                          val_hm=harmonic_mean(results["val_base"], results["val_new"]))
     return accuracies
 
 
-def read_accuracy(run_dir: str) -> Optional[float]:
-    """The test accuracy (%) a finished run logged in ``run_dir`` (its newest log with a result: a resumed run
-    writes ``log.txt-<time>`` beside the first ``log.txt``), None when there is none yet."""
+def read_accuracy(run_dir: str, split: str = "test") -> Optional[float]:
+    """The accuracy (%) on ``split`` a finished run logged in ``run_dir`` (its newest log with a result: a resumed
+    run writes ``log.txt-<time>`` beside the first ``log.txt``), None when there is none yet."""
     if not osp.isdir(run_dir):
         return None
     for path in log_files(run_dir):
-        result = parse_log(path).result
+        result = parse_log(path, split).result
         if result is not None:
             return result.metrics.get("accuracy")
     return None
