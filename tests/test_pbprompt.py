@@ -95,9 +95,10 @@ def test_resnet_spatial_features_equal_a_slow_pass(tiny_rn):
             assert_close(patches[b, i], pool.c_proj(pool.v_proj(token)))
 
 
-def official_prompt_features(clip_model, classnames, ctx):
-    """Unit-norm EOT features (C, E) and prompt-token features (C, b, E) of "[SOS] ctx_c name_c." for class-specific
-    ctx (C, b, D), with all 77 tokens through CLIP's own transformer, one class at a time."""
+def official_prompt_features(clip_model, classnames, ctx, token_set="prompt"):
+    """Unit-norm EOT features (C, E) and token features of "[SOS] ctx_c name_c." for class-specific ctx (C, b, D),
+    with all 77 tokens through CLIP's own transformer, one class at a time: the prompt tokens (C, b, E), or with
+    ``token_set`` "with_name" a list of each class's positions 0 .. EOT - 2 ((EOT - 1, E) each)."""
     from clipbayes.compat import import_clip
     features, tokens_out = [], []
     for c, name in enumerate(classnames):
@@ -106,16 +107,16 @@ def official_prompt_features(clip_model, classnames, ctx):
         x = torch.cat([emb[:, :1], ctx[c:c + 1], emb[:, 1 + ctx.shape[1]:]], dim=1) + clip_model.positional_embedding
         x = clip_model.ln_final(clip_model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2))[0]
         features.append(F.normalize(x[ids.argmax(-1)[0]] @ clip_model.text_projection, dim=-1))
-        tokens_out.append(torch.stack([F.normalize(x[1 + k] @ clip_model.text_projection, dim=-1)
-                                       for k in range(ctx.shape[1])]))
-    return torch.stack(features), torch.stack(tokens_out)
+        read = range(1, 1 + ctx.shape[1]) if token_set == "prompt" else range(int(ids.argmax(-1)) - 1)
+        tokens_out.append(torch.stack([F.normalize(x[k] @ clip_model.text_projection, dim=-1) for k in read]))
+    return torch.stack(features), (torch.stack(tokens_out) if token_set == "prompt" else tokens_out)
 
 
 @pytest.mark.parametrize("chunk_size", [0, 4])
 def test_token_features_come_from_the_same_text_pass_and_equal_a_slow_pass(golden_clip, golden_inputs, chunk_size,
                                                                            monkeypatch):
     classnames = golden_inputs["classnames"]
-    model = build(golden_clip, classnames, chunk_size=chunk_size)
+    model = build(golden_clip, classnames, chunk_size=chunk_size, TRANSPORT_TOKENS="prompt")
     ctx = 0.02 * torch.randn(2, len(classnames), 4, model.name_embeddings.shape[1])
     calls = []
     encode = model.text_encoder._encode
@@ -129,10 +130,12 @@ def test_token_features_come_from_the_same_text_pass_and_equal_a_slow_pass(golde
 
 
 # --- the objective ---------------------------------------------------------------------------------------------------
-def slow_objective(model, clip_model, images, labels, eps, detach=True):
+def slow_objective(model, clip_model, images, labels, eps, detach=True, token_set="prompt", navigator="nearest"):
     """-(1/B) sum_b log mean_l p_l(y_b) + beta KL + eta mean_{b,l} sum_c p_l(c | x_b) CT(U_b, G_{l,c}), from CLIP's
-    own towers (ViT patch tokens read by a hook), one sample, image and class at a time. Returns (loss, beta KL)."""
-    learner, e, tau = model.learner, model.name_embeddings, _node().CT_TEMPERATURE
+    own towers (ViT patch tokens read by a hook), one sample, image and class at a time, navigator weights
+    exp(-c / tau) (nearest) or exp(-(1 - c) / tau) (farthest), tau the learner's. Returns (loss, beta KL)."""
+    learner, e = model.learner, model.name_embeddings
+    tau = learner.navigator_temperature.log_temperature.exp()
     visual = clip_model.visual
     captured = {}
     hook = visual.transformer.register_forward_hook(lambda m, i, out: captured.__setitem__("x", out))
@@ -144,15 +147,17 @@ def slow_objective(model, clip_model, images, labels, eps, detach=True):
     for l in range(eps.shape[1]):
         r = mu + eps[:, l] * log_var.exp().sqrt()  # (C, D)
         ctx = torch.stack([learner.generator(r[c]) for c in range(len(e))])
-        text, tokens = official_prompt_features(clip_model, model.classnames, ctx)
+        text, tokens = official_prompt_features(clip_model, model.classnames, ctx, token_set)
         p = (clip_model.logit_scale.exp() * f @ text.t()).softmax(-1)
         probs.append(p[torch.arange(len(labels)), labels])
         weights = p.detach() if detach else p
         for b in range(images.shape[0]):
             for c in range(len(e)):
                 cost = 1 - patches[b] @ tokens[c].t()  # (N, K)
-                forward = sum((-cost[i] / tau).softmax(0) @ cost[i] for i in range(cost.shape[0])) / cost.shape[0]
-                backward = sum((-cost[:, k] / tau).softmax(0) @ cost[:, k] for k in range(cost.shape[1])) / cost.shape[1]
+                affinity = -cost if navigator == "nearest" else cost - 1
+                forward = sum((affinity[i] / tau).softmax(0) @ cost[i] for i in range(cost.shape[0])) / cost.shape[0]
+                backward = sum((affinity[:, k] / tau).softmax(0) @ cost[:, k]
+                               for k in range(cost.shape[1])) / cost.shape[1]
                 transport = transport + weights[b, c] * (forward + backward)
     nll = -torch.stack(probs).mean(0).log().mean()
     kl = kl_divergence(Normal(mu, log_var.exp().sqrt()), Normal(e, torch.ones_like(e))).mean(-1).mean()
@@ -160,18 +165,21 @@ def slow_objective(model, clip_model, images, labels, eps, detach=True):
     return nll + model.kl_weight * kl + model.transport_weight * transport / n, model.kl_weight * kl
 
 
-@pytest.mark.parametrize("detach", [True, False])
-def test_loss_equals_slow_objective(golden_clip, golden_inputs, detach):
+@pytest.mark.parametrize("detach, token_set, navigator, learned", [
+    (True, "with_name", "farthest", True), (False, "with_name", "farthest", True),
+    (True, "prompt", "nearest", False), (False, "prompt", "nearest", False)])
+def test_loss_equals_slow_objective(golden_clip, golden_inputs, detach, token_set, navigator, learned):
     from clipbayes.objectives import likelihood_loss
     classnames, images, labels = golden_inputs["classnames"], golden_inputs["images"], golden_inputs["labels"]
-    model = build(golden_clip, classnames, DETACH_CLASS_WEIGHTS=detach, TRANSPORT_WEIGHT=0.5, INIT_LOG_VAR=-4.0)
+    model = build(golden_clip, classnames, DETACH_CLASS_WEIGHTS=detach, TRANSPORT_WEIGHT=0.5, INIT_LOG_VAR=-4.0,
+                  TRANSPORT_TOKENS=token_set, CT_NAVIGATOR=navigator, CT_LEARN_TEMPERATURE=learned)
     perturb(model)
     eps = noise_for(model)
     output = model.train_logits(images, noise=eps)
     assert output.logits.shape == (L, images.shape[0], len(classnames))
     assert set(output.regularisers) == {"kl", "transport"}
     loss = likelihood_loss(output.logits, labels, output.regularisers).loss
-    expected, kl = slow_objective(model, golden_clip, images, labels, eps, detach)
+    expected, kl = slow_objective(model, golden_clip, images, labels, eps, detach, token_set, navigator)
     assert_close(loss, expected)
     assert_close(output.regularisers["kl"], kl)
     params = dict(model.learner.named_parameters())

@@ -10,32 +10,15 @@ import itertools
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from support import requires_dassl
-from test_pbprompt import assert_close, build, noise_for, perturb
+from test_pbprompt import assert_close, build, noise_for, official_prompt_features, perturb
 
 pytestmark = requires_dassl
 
 CONVENTIONS = [dict(TRANSPORT_TOKENS=tokens, CT_NAVIGATOR=navigator, CT_LEARN_TEMPERATURE=learned)
                for tokens, navigator, learned in itertools.product(("prompt", "with_name"), ("nearest", "farthest"),
                                                                   (False, True))]
-
-
-def full_forward_tokens(clip_model, classnames, ctx):
-    """For class-specific ctx (C, b, D): the unit-norm text outputs at positions 0 .. EOT_c - 2 of
-    "[SOS] ctx_c name_c. [EOT]", all 77 tokens through CLIP's own transformer, one class at a time (a list of
-    (EOT_c - 1, E))."""
-    from clipbayes.compat import import_clip
-    sets = []
-    for c, name in enumerate(classnames):
-        ids = import_clip().tokenize([f"{' '.join(['X'] * ctx.shape[1])} {name.replace('_', ' ')}."])
-        emb = clip_model.token_embedding(ids)
-        x = torch.cat([emb[:, :1], ctx[c:c + 1], emb[:, 1 + ctx.shape[1]:]], dim=1) + clip_model.positional_embedding
-        x = clip_model.ln_final(clip_model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2))[0]
-        eot = int(ids.argmax(-1))
-        sets.append(F.normalize(x[:eot - 1] @ clip_model.text_projection, dim=-1))
-    return sets
 
 
 @pytest.mark.parametrize("chunk_size", [0, 3])
@@ -47,7 +30,7 @@ def test_the_token_set_with_names_is_clips_full_forward_at_those_positions(golde
     sizes = model.token_mask.sum(-1)
     assert tokens.shape[2] == int(sizes.max()) and len(set(sizes.tolist())) > 1  # names of different lengths
     for l in range(2):
-        for c, expected in enumerate(full_forward_tokens(golden_clip, classnames, ctx[l])):
+        for c, expected in enumerate(official_prompt_features(golden_clip, classnames, ctx[l], "with_name")[1]):
             assert int(sizes[c]) == len(expected) > 1 + 4  # [SOS] + b prompt tokens + the name's tokens
             assert_close(tokens[l, c, :len(expected)], expected)
 
@@ -58,7 +41,7 @@ def test_prompt_positions_never_see_the_class_name(golden_clip, golden_inputs):
     classnames = golden_inputs["classnames"]
     ctx = (0.02 * torch.randn(1, 1, 4, golden_clip.ln_final.weight.shape[0])).expand(
         1, len(classnames), -1, -1)
-    prompt_model = build(golden_clip, classnames)
+    prompt_model = build(golden_clip, classnames, TRANSPORT_TOKENS="prompt")
     features, tokens = prompt_model.encode_prompt_tokens(ctx)
     assert (tokens[0] - tokens[0, :1]).abs().max() < 1e-6
     assert (features[0] - features[0, :1]).abs().max() > 1e-2

@@ -57,12 +57,12 @@ KEYS = {
     "TRANSPORT_WEIGHT": Key(0.1, "eta, weight of the transport regulariser", check=NON_NEGATIVE),
     "DETACH_CLASS_WEIGHTS": Key(True, "stop the gradient through the class probabilities weighting D",
                                 choices=(True, False)),
-    "TRANSPORT_TOKENS": Key("prompt", "token set G_c: prompt (the b prompt positions) | with_name ([SOS], prompt "
+    "TRANSPORT_TOKENS": Key("with_name", "token set G_c: prompt (the b prompt positions) | with_name ([SOS], prompt "
                                       "and class-name tokens, as ALIGN)", choices=TOKEN_SETS),
-    "CT_NAVIGATOR": Key("nearest", "CT navigator weights: nearest softmax(-cost / tau) | farthest softmax(-sim / "
+    "CT_NAVIGATOR": Key("farthest", "CT navigator weights: nearest softmax(-cost / tau) | farthest softmax(-sim / "
                                    "tau), ALIGN's", choices=NAVIGATORS),
     "CT_TEMPERATURE": Key(0.1, "tau of the CT navigators (the initial tau when learned)", check=above(0)),
-    "CT_LEARN_TEMPERATURE": Key(False, "learn tau = exp(phi) with the prompts, as ALIGN (TRANSPORT ct only)",
+    "CT_LEARN_TEMPERATURE": Key(True, "learn tau = exp(phi) with the prompts, as ALIGN (TRANSPORT ct only)",
                                 choices=(True, False)),
     "SINKHORN_EPSILON": Key(0.1, "entropic regularisation of the OT plan", check=above(0)),
     "SINKHORN_ITERS": Key(100, "Sinkhorn iterations", check=at_least(1)),
