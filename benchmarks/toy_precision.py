@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         folder = osp.join(args.output_dir, setting.replace(", ", "_").replace(" ", "_"))
         for trainer in [ZERO_SHOT] + args.trainers:
             begun = time.time()
-            results[setting].update(measure([Row(trainer, trainer)], args.seeds, folder, options))
+            results[setting].update(measure([Row(trainer, trainer)], args.seeds, folder, options)[0])
             seconds[setting][trainer] = (time.time() - begun) / len(args.seeds)
     text = table(results, seconds, args.trainers, args.seeds)
     footer = (f"\n{len(args.trainers)} methods x {len(args.seeds)} seeds x {len(SETTINGS)} settings in "

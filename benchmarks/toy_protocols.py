@@ -8,7 +8,9 @@ classes, eval-only on the new classes and on the base classes in the shifted sty
 ``<output-dir>`` in CoOp's layout (``python -m clipbayes.results <output-dir> --calibration`` tabulates them); a
 rerun reads finished runs back instead of repeating them. Writes
 ``<output-dir>/toy_protocols.md`` (mean +- population std over seeds, and per-seed differences from zero-shot
-CLIP, which is paired: same seed, same shots, same test images) and ``<output-dir>/toy_protocols.png``.
+CLIP, which is paired: same seed, same shots, same test images) and ``<output-dir>/toy_protocols.png``; with
+``--write-docs`` also the tables into docs/toyworld.md (its generated block ``toy_protocols``), the first one
+(means and spreads) into README.md (block ``toy_protocols_means``) and the plot into docs/figures/toy_protocols.png.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import matplotlib  # noqa: E402
@@ -32,7 +35,9 @@ import torch  # noqa: E402
 from clipbayes.cli import run  # noqa: E402
 from clipbayes.fileio import atomic_write  # noqa: E402
 from clipbayes.registry import method_names  # noqa: E402
-from clipbayes.toyworld.protocol import run_protocol, toy_backbone  # noqa: E402
+from clipbayes.toyworld.protocol import (BACKBONE_LABELS, RUNS, read_accuracy, run_dirs, run_protocol,  # noqa: E402
+                                         toy_backbone)
+from generated_docs import DOCS, write_block  # noqa: E402
 
 ZERO_SHOT = "ZeroshotCLIP"
 QUANTITIES = ("base", "new", "hm", "shift")
@@ -72,18 +77,23 @@ def default_rows(trainers) -> list:
 
 
 def measure(rows, seeds, output_dir, options):
-    """{row name: {seed: {quantity: accuracy}}}; prints one line per finished (row, seed)."""
-    results = {}
+    """({row name: {seed: {quantity: accuracy}}}, seconds per (row name, seed) run here); prints one line per
+    finished (row, seed). A (row, seed) whose runs are all finished is read back and gets no time."""
+    results, seconds = {}, {}
     for row in rows:
         results[row.name] = {}
         for seed in seeds:
+            dirs = run_dirs(output_dir, row.trainer, seed, row.label or BACKBONE_LABELS[row.toy_clip])
+            finished = all(read_accuracy(dirs[run]) is not None for run in RUNS)
             started = time.time()
             acc = run_protocol(row.trainer, seed, output_dir, run, list(options) + list(row.options), quiet=True,
                                backbone=row.backbone, label=row.label)
             results[row.name][seed] = acc
+            if not finished:
+                seconds[(row.name, seed)] = time.time() - started
             print(f"{row.name:>28} seed {seed}: base {acc['base']:5.1f}  new {acc['new']:5.1f}  HM {acc['hm']:5.1f}"
                   f"  shift {acc['shift']:5.1f}  ({time.time() - started:.0f} s)", flush=True)
-    return results
+    return results, seconds
 
 
 BOOTSTRAP_DRAWS = 10_000
@@ -173,20 +183,30 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     parser.add_argument("--output-dir", default=osp.join("output", "toy_protocols"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="also write the table into docs/toyworld.md and the plot into docs/figures")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every trained run")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = default_rows(args.trainers or method_names())
     started, cpu_started, load = time.time(), time.process_time(), os.getloadavg()
-    results = measure(rows, args.seeds, args.output_dir, args.opts)
+    results, seconds = measure(rows, args.seeds, args.output_dir, args.opts)
     elapsed, cpu, load_end = time.time() - started, time.process_time() - cpu_started, os.getloadavg()
     text = table(results, args.seeds, {row.name: row.zero_shot for row in rows})
-    footer = (f"\n{len(rows)} rows x {len(args.seeds)} seeds in {elapsed / 60:.1f} min wall, {cpu / 60:.1f} min "
-              f"CPU (torch threads {torch.get_num_threads()}); 1-minute load average {load[0]:.1f} at the start, "
-              f"{load_end[0]:.1f} at the end.\n")
+    runs, reused = len(rows) * len(args.seeds), len(rows) * len(args.seeds) - len(seconds)
+    per_row = ", ".join(f"{name} {np.mean([t for (n, _), t in seconds.items() if n == name]):.0f}"
+                        for name in results if any(n == name for n, _ in seconds))
+    footer = (f"\n{len(rows)} rows x {len(args.seeds)} seeds: {runs - reused} (row, seed) run in this invocation, "
+              f"{reused} read back from earlier runs; {elapsed / 60:.1f} min wall, {cpu / 60:.1f} min CPU (torch "
+              f"threads {torch.get_num_threads()}); 1-minute load average {load[0]:.1f} at the start, "
+              f"{load_end[0]:.1f} at the end. Seconds per seed (with the shift run): {per_row or 'none run'}.\n")
     atomic_write(osp.join(args.output_dir, "toy_protocols.md"), lambda f: f.write(text + footer), binary=False)
     plot(results, args.seeds, osp.join(args.output_dir, "toy_protocols.png"))
+    if args.write_docs:
+        write_block(osp.join(DOCS, "toyworld.md"), "toy_protocols", text + footer)
+        write_block(osp.join(osp.dirname(DOCS), "README.md"), "toy_protocols_means", text.split("\n\n")[0])
+        plot(results, args.seeds, osp.join(DOCS, "figures", "toy_protocols.png"))
     print("\n" + text + footer + f"Wrote {args.output_dir}/toy_protocols.md and toy_protocols.png")
     return 0
 

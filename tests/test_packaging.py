@@ -46,8 +46,8 @@ def imported_top_level_modules(path: str) -> set[str]:
 def local_module_names(path: str) -> set[str]:
     """Modules a script at ``path`` imports from the repository: the files and packages of its own folder and of
     every folder above it up to the repository root (a benchmark package's own name, ``trainer_bench``), the
-    installed package and the tests' helpers."""
-    names = {"clipbayes", "tests"}
+    installed package, the tests' helpers and the benchmark scripts (which tests load from benchmarks/)."""
+    names = {"clipbayes", "tests"} | {osp.splitext(n)[0] for n in os.listdir(osp.join(ROOT, "benchmarks"))}
     folder = osp.dirname(osp.abspath(path))
     while True:
         names |= {osp.splitext(n)[0] for n in os.listdir(folder)}
