@@ -40,7 +40,7 @@ from clipbayes.cli import run  # noqa: E402
 from clipbayes.fileio import atomic_write  # noqa: E402
 from clipbayes.toyworld.protocol import RUNS, VALIDATION_RUNS, read_accuracy, run_dirs, run_protocol  # noqa: E402
 from generated_docs import DOCS, write_block  # noqa: E402
-from toy_protocols import interval_cell  # noqa: E402
+from toy_protocols import interval_cell, timing_line  # noqa: E402
 
 NODE = "TRAINER.PBPROMPT."
 ALIGN = {"TRANSPORT_TOKENS": "with_name", "CT_NAVIGATOR": "farthest", "CT_LEARN_TEMPERATURE": "True"}
@@ -210,15 +210,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    started, load = time.time(), os.getloadavg()
+    started, cpu_started, load = time.time(), time.process_time(), os.getloadavg()
     results, temperatures, seconds = measure(args.seeds, args.l20_seeds, args.output_dir)
     costs = step_costs()
-    per_row = ", ".join(f"{name} {np.mean([t for (n, _), t in seconds.items() if n == name]):.0f}"
-                        for name in ROWS if any(n == name for n, _ in seconds))
-    footer = (f"\n{len(ROWS)} rows, seeds {args.seeds} (L = 20: {args.l20_seeds}): {len(seconds)} (row, seed) run in "
-              f"this invocation, the others read back from earlier runs; {(time.time() - started) / 60:.1f} min "
-              f"wall (torch threads {torch.get_num_threads()}); 1-minute load average {load[0]:.1f} at the start, "
-              f"{os.getloadavg()[0]:.1f} at the end. Seconds per seed: {per_row or 'none run'}.\n")
+    runs = (len(ROWS) - 1) * len(args.seeds) + len(args.l20_seeds)
+    footer = timing_line(f"{len(ROWS)} rows, seeds {args.seeds} (L = 20: {args.l20_seeds})", runs, seconds, started,
+                         cpu_started, load[0])
     text = table(results, temperatures, costs) + footer
     atomic_write(osp.join(args.output_dir, "pbprompt_ablation.md"), lambda f: f.write(text), binary=False)
     plot(results, osp.join(args.output_dir, "pbprompt_ablation.png"))

@@ -177,6 +177,18 @@ def plot(results, seeds, path: str) -> None:
     plt.close(fig)
 
 
+def timing_line(what: str, runs: int, seconds: dict, started: float, cpu_started: float, load_start: float) -> str:
+    """The table's footer: how many of ``runs`` (row, seed) ran here (``seconds``: {(row, seed): s}) or were read
+    back, wall and CPU time since ``started`` / ``cpu_started``, threads, load, and the mean seconds per seed of
+    each row run here."""
+    rows = list(dict.fromkeys(name for name, _ in seconds))
+    per_row = ", ".join(f"{name} {np.mean([t for (n, _), t in seconds.items() if n == name]):.0f}" for name in rows)
+    return (f"\n{what}: {len(seconds)} (row, seed) run in this invocation, {runs - len(seconds)} read back from "
+            f"earlier runs; {(time.time() - started) / 60:.1f} min wall, {(time.process_time() - cpu_started) / 60:.1f} "
+            f"min CPU (torch threads {torch.get_num_threads()}); 1-minute load average {load_start:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end. Seconds per seed (with the shift run): {per_row or 'none run'}.\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trainers", nargs="+", default=None, help="default: every registered method")
@@ -192,15 +204,9 @@ def main(argv=None) -> int:
     rows = default_rows(args.trainers or method_names())
     started, cpu_started, load = time.time(), time.process_time(), os.getloadavg()
     results, seconds = measure(rows, args.seeds, args.output_dir, args.opts)
-    elapsed, cpu, load_end = time.time() - started, time.process_time() - cpu_started, os.getloadavg()
     text = table(results, args.seeds, {row.name: row.zero_shot for row in rows})
-    runs, reused = len(rows) * len(args.seeds), len(rows) * len(args.seeds) - len(seconds)
-    per_row = ", ".join(f"{name} {np.mean([t for (n, _), t in seconds.items() if n == name]):.0f}"
-                        for name in results if any(n == name for n, _ in seconds))
-    footer = (f"\n{len(rows)} rows x {len(args.seeds)} seeds: {runs - reused} (row, seed) run in this invocation, "
-              f"{reused} read back from earlier runs; {elapsed / 60:.1f} min wall, {cpu / 60:.1f} min CPU (torch "
-              f"threads {torch.get_num_threads()}); 1-minute load average {load[0]:.1f} at the start, "
-              f"{load_end[0]:.1f} at the end. Seconds per seed (with the shift run): {per_row or 'none run'}.\n")
+    footer = timing_line(f"{len(rows)} rows x {len(args.seeds)} seeds", len(rows) * len(args.seeds), seconds,
+                         started, cpu_started, load[0])
     atomic_write(osp.join(args.output_dir, "toy_protocols.md"), lambda f: f.write(text + footer), binary=False)
     plot(results, args.seeds, osp.join(args.output_dir, "toy_protocols.png"))
     if args.write_docs:
