@@ -10,7 +10,8 @@ rerun reads finished runs back instead of repeating them. Writes
 ``<output-dir>/toy_protocols.md`` (mean +- population std over seeds, and per-seed differences from zero-shot
 CLIP, which is paired: same seed, same shots, same test images) and ``<output-dir>/toy_protocols.png``; with
 ``--write-docs`` also the tables into docs/toyworld.md (its generated block ``toy_protocols``), the first one
-(means and spreads) into README.md (block ``toy_protocols_means``) and the plot into docs/figures/toy_protocols.png.
+(means and spreads) into README.md (block ``toy_protocols_means``), the seed-1 lines (what the demo prints) into
+docs/toyworld.md (block ``demo_seed1``) and the plot into docs/figures/toy_protocols.png.
 """
 from __future__ import annotations
 
@@ -177,6 +178,13 @@ def plot(results, seeds, path: str) -> None:
     plt.close(fig)
 
 
+def seed_one_table(results) -> str:
+    """Markdown: each row's seed-1 base / new / HM, the line ``python train.py --trainer X`` prints for it."""
+    lines = ["| method | base | new | HM |", "| --- | --- | --- | --- |"]
+    lines += [f"| {name} | {r[1]['base']:.1f} | {r[1]['new']:.1f} | {r[1]['hm']:.1f} |" for name, r in results.items()]
+    return "\n".join(lines) + "\n"
+
+
 def timing_line(what: str, runs: int, seconds: dict, started: float, cpu_started: float, load_start: float) -> str:
     """The table's footer: how many of ``runs`` (row, seed) ran here (``seconds``: {(row, seed): s}) or were read
     back, wall and CPU time since ``started`` / ``cpu_started``, threads, load, and the mean seconds per seed of
@@ -212,6 +220,8 @@ def main(argv=None) -> int:
     if args.write_docs:
         write_block(osp.join(DOCS, "toyworld.md"), "toy_protocols", text + footer)
         write_block(osp.join(osp.dirname(DOCS), "README.md"), "toy_protocols_means", text.split("\n\n")[0])
+        if 1 in args.seeds:
+            write_block(osp.join(DOCS, "toyworld.md"), "demo_seed1", seed_one_table(results))
         plot(results, args.seeds, osp.join(DOCS, "figures", "toy_protocols.png"))
     print("\n" + text + footer + f"Wrote {args.output_dir}/toy_protocols.md and toy_protocols.png")
     return 0
