@@ -4,22 +4,22 @@
     q(r_c | c) = N(mu(e_c), diag exp(l(e_c))),    p(r_c) = N(e_c, I)                         mu, l: D -> D/h -> D
     r_{l,c}    = mu(e_c) + eps_{l,c} * exp(l(e_c) / 2),   eps ~ N(0, I),   l = 1..L
     h_{l,c}    = SelfAttentionLayer([r_{l,c} + p_1, ..., r_{l,c} + p_b])                     (b, D), shared layer
-    t_{l,c}    = [SOS][h_{l,c}][name_c][.][EOT]  --frozen text encoder-->  g_{l,c} (E), G_{l,c} (b, E)
+    t_{l,c}    = [SOS][h_{l,c}][name_c][.][EOT]  --frozen text encoder-->  g_{l,c} (E), G_{l,c} (K_c, E)
     x_b        --frozen image encoder, one pass-->  f_b (E), U_b (N, E) patch features        (all unit-norm)
     logits_l[b, c] = exp(logit_scale) f_b . g_{l,c}
     loss = -(1/B) sum_b log((1/L) sum_l softmax(logits_l[b])[y_b])
            + beta * mean_c mean_d KL(q(r_c | c) || N(e_c, I))
            + eta * (1/(B L)) sum_{b,l,c} p_l(c | x_b) D(U_b, G_{l,c}),    p_l = softmax(logits_l) (detached: key)
     D       = bidirectional conditional transport (default) or entropic OT: clipbayes.transport, between U_b and
-              the token set G_{l,c}: the b prompt positions, or [SOS] + prompt + class-name positions (ALIGN's);
-              CT navigators weigh the nearest pairs (softmax(-c / tau)) or the farthest (ALIGN's softmax(-u.g / tau)),
-              tau fixed or learned (tau = exp(phi), ALIGN's)
+              the token set G_{l,c}: [SOS] + prompt + class-name positions (ALIGN's, default) or the b prompt
+              positions; CT navigators weigh the farthest pairs (ALIGN's softmax(-u.g / tau), default) or the
+              nearest (softmax(-c / tau)); tau learned (tau = exp(phi), ALIGN's, default) or fixed
     predict = log((1/L) sum_l softmax(logits_l)), fresh r per call (or drawn once per evaluation), or r_c = mu(e_c)
 
 G_{l,c} are the text transformer's outputs at the token set's positions and U_b the image tower's patch tokens,
 read in the same passes that make g and f. CLIP's causal text mask means the b prompt positions never see the
-class name: with the prompt-token set, G_{l,c} depends on the class only through r_c. All L x C prompts of a step go through the text encoder in one (chunked)
-pass. The generator starts as the identity on r + p (zero-initialised output projections) with p the embeddings
+class name: with the prompt-token set, G_{l,c} depends on the class only through r_c. All L x C prompts of a step
+go through the text encoder in one (chunked) pass. The generator starts as the identity on r + p (zero-initialised output projections) with p the embeddings
 of CTX_INIT, and mu starts at 0: the first prompts are "[CTX_INIT] [name]." up to the posterior noise.
 """
 from __future__ import annotations
