@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
+import shutil
 import sys
 import time
 
@@ -38,7 +39,7 @@ import torch  # noqa: E402
 
 from clipbayes.cli import run  # noqa: E402
 from clipbayes.fileio import atomic_write  # noqa: E402
-from clipbayes.toyworld.protocol import RUNS, VALIDATION_RUNS, read_accuracy, run_dirs, run_protocol  # noqa: E402
+from clipbayes.toyworld.protocol import RUNS, VALIDATION_RUNS, run_dirs, run_protocol, runs_finished  # noqa: E402
 from generated_docs import DOCS, write_block  # noqa: E402
 from toy_protocols import interval_cell, timing_line  # noqa: E402
 
@@ -79,13 +80,6 @@ def learned_temperature(root: str, label: str, seed: int):
     return None if phi is None else float(phi.float().exp())
 
 
-def finished(root: str, label: str, seed: int) -> bool:
-    """Whether every run of the row at ``seed`` has its result already (it is then read back, not run)."""
-    dirs = run_dirs(root, "PBPrompt", seed, label)
-    return all(read_accuracy(dirs[run], "val" if run in VALIDATION_RUNS else "test") is not None
-               for run in RUNS + VALIDATION_RUNS)
-
-
 def measure(seeds, l20_seeds, root):
     """Accuracies {row: {seed: {quantity: %}}}, learned temperatures {row: [tau or None]} and the seconds of each
     (row, seed) run in this invocation {(row, seed): s} (read-back ones have none)."""
@@ -96,7 +90,8 @@ def measure(seeds, l20_seeds, root):
     for name, (label, keys) in ROWS.items():
         results[name], temperatures[name] = {}, []
         for seed in (l20_seeds if name == L20 else seeds):
-            started, reused = time.time(), finished(root, label, seed)
+            started = time.time()
+            reused = runs_finished(root, "PBPrompt", seed, label, RUNS + VALIDATION_RUNS)
             acc = run_protocol("PBPrompt", seed, root, run, options(keys), quiet=True, label=label,
                                with_validation=True)
             results[name][seed] = acc
@@ -221,7 +216,8 @@ def main(argv=None) -> int:
     plot(results, osp.join(args.output_dir, "pbprompt_ablation.png"))
     if args.write_docs:
         write_block(osp.join(DOCS, "methods", "pbprompt.md"), "pbprompt_ablation", text)
-        plot(results, osp.join(DOCS, "figures", "pbprompt_ablation.png"))
+        shutil.copyfile(osp.join(args.output_dir, "pbprompt_ablation.png"),
+                        osp.join(DOCS, "figures", "pbprompt_ablation.png"))
     print("\n" + text + f"Wrote {args.output_dir}/pbprompt_ablation.md and pbprompt_ablation.png")
     return 0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
+import shutil
 import sys
 import time
 from typing import NamedTuple
@@ -36,8 +37,7 @@ import torch  # noqa: E402
 from clipbayes.cli import run  # noqa: E402
 from clipbayes.fileio import atomic_write  # noqa: E402
 from clipbayes.registry import method_names  # noqa: E402
-from clipbayes.toyworld.protocol import (BACKBONE_LABELS, RUNS, read_accuracy, run_dirs, run_protocol,  # noqa: E402
-                                         toy_backbone)
+from clipbayes.toyworld.protocol import BACKBONE_LABELS, run_protocol, runs_finished, toy_backbone  # noqa: E402
 from generated_docs import DOCS, write_block  # noqa: E402
 
 ZERO_SHOT = "ZeroshotCLIP"
@@ -84,8 +84,7 @@ def measure(rows, seeds, output_dir, options):
     for row in rows:
         results[row.name] = {}
         for seed in seeds:
-            dirs = run_dirs(output_dir, row.trainer, seed, row.label or BACKBONE_LABELS[row.toy_clip])
-            finished = all(read_accuracy(dirs[run]) is not None for run in RUNS)
+            finished = runs_finished(output_dir, row.trainer, seed, row.label or BACKBONE_LABELS[row.toy_clip])
             started = time.time()
             acc = run_protocol(row.trainer, seed, output_dir, run, list(options) + list(row.options), quiet=True,
                                backbone=row.backbone, label=row.label)
@@ -191,8 +190,9 @@ def timing_line(what: str, runs: int, seconds: dict, started: float, cpu_started
     each row run here."""
     rows = list(dict.fromkeys(name for name, _ in seconds))
     per_row = ", ".join(f"{name} {np.mean([t for (n, _), t in seconds.items() if n == name]):.0f}" for name in rows)
+    wall, cpu = (time.time() - started) / 60, (time.process_time() - cpu_started) / 60
     return (f"\n{what}: {len(seconds)} (row, seed) run in this invocation, {runs - len(seconds)} read back from "
-            f"earlier runs; {(time.time() - started) / 60:.1f} min wall, {(time.process_time() - cpu_started) / 60:.1f} "
+            f"earlier runs; {wall:.1f} min wall, {cpu:.1f} "
             f"min CPU (torch threads {torch.get_num_threads()}); 1-minute load average {load_start:.1f} at the start, "
             f"{os.getloadavg()[0]:.1f} at the end. Seconds per seed (with the shift run): {per_row or 'none run'}.\n")
 
@@ -204,7 +204,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output-dir", default=osp.join("output", "toy_protocols"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--write-docs", action="store_true",
-                        help="also write the table into docs/toyworld.md and the plot into docs/figures")
+                        help="also write the tables into docs/toyworld.md and README.md, the seed-1 lines into "
+                             "docs/toyworld.md and the plot into docs/figures")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every trained run")
     args = parser.parse_args(argv)
     if args.threads:
@@ -222,7 +223,8 @@ def main(argv=None) -> int:
         write_block(osp.join(osp.dirname(DOCS), "README.md"), "toy_protocols_means", text.split("\n\n")[0])
         if 1 in args.seeds:
             write_block(osp.join(DOCS, "toyworld.md"), "demo_seed1", seed_one_table(results))
-        plot(results, args.seeds, osp.join(DOCS, "figures", "toy_protocols.png"))
+        shutil.copyfile(osp.join(args.output_dir, "toy_protocols.png"),
+                        osp.join(DOCS, "figures", "toy_protocols.png"))
     print("\n" + text + footer + f"Wrote {args.output_dir}/toy_protocols.md and toy_protocols.png")
     return 0
 

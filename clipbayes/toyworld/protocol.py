@@ -110,9 +110,14 @@ def trainer_options(trainer: str, root: Optional[str] = None, backbone: Optional
     return ["--config-file", path] + [item for pair in pairs for item in pair]
 
 
+def run_split(run: str) -> str:
+    """The split a run evaluates on: ``val`` for the validation runs, else ``test``."""
+    return "val" if run in VALIDATION_RUNS else "test"
+
+
 def _data_options(run: str) -> List[str]:
     dataset, classes = RUN_DATA[run]
-    split = ["TEST.SPLIT", "val"] if run in VALIDATION_RUNS else []
+    split = ["TEST.SPLIT", "val"] if run_split(run) == "val" else []
     return ["DATASET.NAME", dataset, "DATASET.SUBSAMPLE_CLASSES", classes] + split
 
 
@@ -155,7 +160,7 @@ def run_protocol(trainer: str, seed: int, root: str, run_cli: Callable[[List[str
         if run != "train_base" and trained:
             epoch = ddp.from_main(lambda: _final_epoch(dirs["train_base"]))
             argv += ["--eval-only", "--model-dir", dirs["train_base"], "--load-epoch", str(epoch)]
-        split = "val" if run in VALIDATION_RUNS else "test"
+        split = run_split(run)
         if ddp.from_main(lambda: read_accuracy(run_dir, split)) is None:
             with progress.shown_on(prefix=f"  {trainer} {run}: ") if quiet else contextlib.nullcontext():
                 _isolated(run_cli, argv + options + _data_options(run), quiet)
@@ -170,6 +175,13 @@ def run_protocol(trainer: str, seed: int, root: str, run_cli: Callable[[List[str
         accuracies.update(val_base=results["val_base"], val_new=results["val_new"],
                           val_hm=harmonic_mean(results["val_base"], results["val_new"]))
     return accuracies
+
+
+def runs_finished(root: str, trainer: str, seed: int, label: str, runs: Sequence[str] = RUNS) -> bool:
+    """Whether every run of ``runs`` of ``trainer`` at ``seed`` under ``root`` has its result (it is then read back
+    by :func:`run_protocol`, not run)."""
+    dirs = run_dirs(root, trainer, seed, label)
+    return all(read_accuracy(dirs[run], run_split(run)) is not None for run in runs)
 
 
 def read_accuracy(run_dir: str, split: str = "test") -> Optional[float]:

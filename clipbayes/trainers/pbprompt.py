@@ -19,8 +19,9 @@
 G_{l,c} are the text transformer's outputs at the token set's positions and U_b the image tower's patch tokens,
 read in the same passes that make g and f. CLIP's causal text mask means the b prompt positions never see the
 class name: with the prompt-token set, G_{l,c} depends on the class only through r_c. All L x C prompts of a step
-go through the text encoder in one (chunked) pass. The generator starts as the identity on r + p (zero-initialised output projections) with p the embeddings
-of CTX_INIT, and mu starts at 0: the first prompts are "[CTX_INIT] [name]." up to the posterior noise.
+go through the text encoder in one (chunked) pass. The generator starts as the identity on r + p (zero-initialised
+output projections) with p the embeddings of CTX_INIT, and mu starts at 0: the first prompts are "[CTX_INIT] [name]."
+up to the posterior noise.
 """
 from __future__ import annotations
 
@@ -169,7 +170,7 @@ class PBPromptModel(PromptCLIP):
                 F.normalize(tokens, dim=-1).reshape(*ctx.shape[:2], *tokens.shape[-2:]))
 
     def sampled_text(self, n_samples: int, noise=None, with_tokens: bool = False):
-        """L draws of every class's latent -> (features (L, C, E), token features (L, C, b, E) or None, mu, log_var).
+        """L draws of every class's latent -> (features (L, C, E), token features (L, C, K, E) or None, mu, log_var).
 
         ``noise``: eps of shape (C, L, D); standard normal draws by default."""
         mu, log_var = self.learner.posterior(self.name_embeddings)
