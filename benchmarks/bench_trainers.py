@@ -28,8 +28,11 @@ Per configuration (each in its own Python process, so the CPU memory peaks do no
               extra of batch 1 (the once-per-evaluation text encodings), with the text sequences of batches 1 and 2;
   * peak mem  CUDA: ``torch.cuda.max_memory_allocated`` (train and test separately); CPU: growth of the peak resident
               set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) over the process's peak after setup.
-LogitPrior rows also give their s/step over that of their base learner alone: its step timed in the same process
-(robust to load drift on a shared machine), and over the base configuration's own row.
+A treatment's rows (LogitPrior, ReBaPL) also give their s/step over that of their base learner alone: its step
+timed in the same process (robust to load drift on a shared machine), and over the base configuration's own row;
+and the base's img/s in the same evaluations. ReBaPL's rows run as in a later cycle (3 samples, 128 reference
+images, SGHMC with its noise on) and give the memory of the 3 samples; their floor leaves out the reference images'
+pass of a vision-prompt base.
 ``--official-names [DATASET]`` uses the first --classes real class names of DATASET (default imagenet) from
 ``benchmarks/classnames.json`` (sources in that file) instead of "class 0" ... "class C-1": the savings of the
 length buckets depend on the name lengths.

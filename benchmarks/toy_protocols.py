@@ -66,12 +66,13 @@ class Row(NamedTuple):
 
 
 def default_rows(trainers) -> list:
-    """Zero-shot CLIP on each toy CLIP the trainers use, then one row per trainer, and LogitPrior over MaPLe (the
-    logit-prior paper's MaPLe runs) when both are asked for."""
+    """Zero-shot CLIP on each toy CLIP the trainers use, then one row per trainer, and each Bayesian treatment over
+    MaPLe (the logit-prior paper's MaPLe runs, ReBaPL's main base) when both are asked for."""
     rows = [Row(name, name) for name in trainers if name != ZERO_SHOT]
-    if "LogitPrior" in trainers and "MaPLe" in trainers:
-        rows.append(Row("LogitPrior (MaPLe)", "LogitPrior", ("TRAINER.LOGIT_PRIOR.BASE", "MaPLe"), "toyclip-vit",
-                        "toy_vit_maple"))
+    for treatment, node in (("LogitPrior", "LOGIT_PRIOR"), ("ReBaPL", "REBAPL")):
+        if treatment in trainers and "MaPLe" in trainers:
+            rows.append(Row(f"{treatment} (MaPLe)", treatment, (f"TRAINER.{node}.BASE", "MaPLe"), "toyclip-vit",
+                            "toy_vit_maple"))
     clips = sorted({row.toy_clip for row in rows} | {"toyclip"}, key=lambda clip: clip != "toyclip")
     return [Row(ZERO_SHOT if clip == "toyclip" else f"{ZERO_SHOT} ({clip})", ZERO_SHOT, backbone=clip)
             for clip in clips] + rows

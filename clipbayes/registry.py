@@ -97,6 +97,12 @@ def list_methods() -> list[MethodSpec]:
     return sorted(_METHODS.values(), key=lambda m: not m.baseline)
 
 
+def base_learners() -> list[str]:
+    """The methods a Bayesian treatment (LogitPrior, ReBaPL) can wrap: every registered method that trains a learner
+    and wraps no other."""
+    return [m.name for m in list_methods() if m.trainable and not m.wraps_base]
+
+
 def method_names() -> list[str]:
     return [m.name for m in list_methods()]
 

@@ -101,7 +101,7 @@ def test_bad_base_and_omega_are_rejected():
 
 
 def test_any_registered_learner_is_a_base():
-    from clipbayes.trainers.logit_prior import base_learners
+    from clipbayes.registry import base_learners
     assert {"CoOp", "CoCoOp", "BayesianPrompt"} <= set(base_learners())
     assert "ZeroshotCLIP" not in base_learners() and "LogitPrior" not in base_learners()
 

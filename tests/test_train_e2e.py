@@ -19,6 +19,8 @@ from support import ROOT, requires_dassl
 pytestmark = requires_dassl
 
 FAST = ["OPTIM.MAX_EPOCH", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "16", "TRAIN.PRINT_FREQ", "2"]
+# What a method needs to fit FAST's two epochs: ReBaPL keeps samples at the end of its cycles (5 epochs by default).
+FITS_FAST = {"ReBaPL": ["TRAINER.REBAPL.CYCLE_EPOCHS", "1", "TRAINER.REBAPL.REFERENCE_IMAGES", "16"]}
 
 
 def _registered() -> list[str]:
@@ -108,7 +110,8 @@ def test_train_checkpoint_eval_only_and_results(tmp_path, env, trainer):
     seeds = (1, 2) if trainer == "CoOp" else (1,)  # two seeds once, to check mean over seeds
     for seed in seeds:
         out = run_dir(tmp_path, trainer, seed)
-        trained = train(env, "--trainer", trainer, "--seed", str(seed), "--output-dir", out, *FAST)
+        fast = [*FAST, *FITS_FAST.get(trainer, [])]
+        trained = train(env, "--trainer", trainer, "--seed", str(seed), "--output-dir", out, *fast)
         assert "=> result" in trained.stdout
         accuracies.append(accuracy(trained.stdout))
         log = open(osp.join(out, "log.txt")).read()
@@ -118,7 +121,7 @@ def test_train_checkpoint_eval_only_and_results(tmp_path, env, trainer):
             assert "Finish training" in log
             assert osp.isfile(osp.join(out, "prompt_learner", "model.pth.tar-2"))
             evaluated = train(env, "--trainer", trainer, "--seed", str(seed), "--output-dir", out + "_eval",
-                              "--eval-only", "--model-dir", out, "--load-epoch", "2", *FAST,
+                              "--eval-only", "--model-dir", out, "--load-epoch", "2", *fast,
                               "TEST.SAVE_PREDICTIONS", "True")
             assert "Load " in evaluated.stdout and "val_result=none" in evaluated.stdout
             assert accuracy(evaluated.stdout) == accuracies[-1]  # same weights, same test set, same number

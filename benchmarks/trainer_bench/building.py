@@ -64,8 +64,27 @@ def build_prompt_model(cfg, config: str, clip_model, classnames: list[str], devi
     return model
 
 
+def prepare_sampler(model, step, classes: int, resolution: int, device: torch.device, seed: int) -> None:
+    """A ReBaPL model as in its later cycles: 128 random reference images, K samples (the chain moved by a small
+    random step between them; the anchor is the last one's), and an SGHMC optimiser with its noise on."""
+    from clipbayes.sampling import SGHMC
+    from trainer_bench.configurations import REBAPL_REFERENCE_IMAGES, REBAPL_SAMPLES
+
+    gen = torch.Generator().manual_seed(seed)
+    model.attach_reference_images(torch.randn(REBAPL_REFERENCE_IMAGES, 3, resolution, resolution,
+                                              generator=gen).to(device))
+    for k in range(REBAPL_SAMPLES):
+        with torch.no_grad():
+            for p in model.learner.chain.parameters():
+                p.add_(0.01 * torch.randn(p.shape, generator=gen).to(p))
+        model.collect_sample(k)
+    noise = torch.Generator(device=device).manual_seed(seed)
+    step.optim = SGHMC(step.params, lr=1e-4, momentum=0.9, weight_decay=5e-4, temperature=100.0,
+                       dataset_size=16 * classes, noise=True, generator=noise)
+
+
 def prompt_model_of(model):
-    """The model holding the class prompts and the towers: a wrapped base's (LogitPrior), else ``model``."""
+    """The model holding the class prompts and the towers: a wrapped base's (LogitPrior, ReBaPL), else ``model``."""
     return model.base if hasattr(model, "base") else model
 
 

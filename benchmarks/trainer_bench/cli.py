@@ -71,7 +71,8 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def configuration_rows(args) -> list[dict]:
-    """Every --trainers row from its own process; a LogitPrior row also over its base configuration's row."""
+    """Every --trainers row from its own process; a treatment's row (LogitPrior, ReBaPL) also over its base
+    configuration's row."""
     rows = []
     for config in args.trainers:
         print(f"  running {config} ...", file=sys.stderr, flush=True)
@@ -95,8 +96,8 @@ def print_configuration_tables(args, rows) -> None:
           f"buckets with whole prompts, one length = whole prompts padded to the longest; floor = distinct text tokens "
           f"x measured s/text token (fwd + bwd to the input) + image tokens x measured s/image token (fwd); "
           f"{mem_note}")
-    print("# x base (same process): LogitPrior s/step over its base learner's step timed right after it in the "
-          "same process; x base row: over the base configuration's own row")
+    print("# x base (same process): a treatment's (LogitPrior, ReBaPL) s/step over its base learner's step timed "
+          "right after it in the same process; x base row: over the base configuration's own row")
     if any(r.get("vision_prompt_tokens") for r in rows):
         print("# vision prompts: image tokens / step include each image's n_v prompt tokens, and the floor's s/image "
               "token is fwd + bwd to the prompts; a learner without class prompts (DeepVPT) has no text pass per step")

@@ -15,8 +15,8 @@ import time
 import torch
 
 from trainer_bench.building import (TrainingStep, benchmark_classnames, build_clip, build_prompt_model,
-                                    prompt_model_of, synthetic_inputs)
-from trainer_bench.configurations import make_cfg
+                                    prepare_sampler, prompt_model_of, synthetic_inputs)
+from trainer_bench.configurations import CONFIGS, make_cfg
 from trainer_bench.measurement import STATISTICS, CudaPeak, peak_rss_mib, sync
 from trainer_bench.prediction_measurement import measure_prediction
 from trainer_bench.token_counting import TextPassMeter, vision_prompt_tokens
@@ -43,6 +43,9 @@ def run_config(args, config: str) -> dict:
     model = build_prompt_model(make_cfg(args, config, prec), config, clip_model, classnames, device)
     inputs = synthetic_inputs(args, clip_model.visual.input_resolution, device)
     step = TrainingStep(model, inputs.images, inputs.labels, prec, device)
+    sampled = CONFIGS[config][0] == "ReBaPL"
+    if sampled:
+        prepare_sampler(model, step, args.classes, clip_model.visual.input_resolution, device, args.seed)
     meter = TextPassMeter(prompt_model_of(model).text_encoder)
 
     sync(device)
@@ -69,6 +72,8 @@ def run_config(args, config: str) -> dict:
         base = stat(training["base_times"])
         row.update(base_s_per_step=base, base_step_times=training["base_times"],
                    overhead_over_base=row["s_per_step"] / base)
+    if sampled:  # the K samples' own memory, as held in the model and in each checkpoint
+        row["samples_mib"] = model.learner.samples.numel() * model.learner.samples.element_size() / 2 ** 20
     if device.type == "cuda":
         row.update(train_peak_mib=train_mem, test_peak_mib=test_mem)
     else:

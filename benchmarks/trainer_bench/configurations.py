@@ -3,11 +3,13 @@
 CoOp-family learners: N_CTX 4 with CTX_INIT "a photo of a" (CoOp-ctx16: 16 random context tokens, CoOp's
 default). Deep-prompt learners: the official settings of configs/trainers/<method>/ (base-to-new): MaPLe 2 context tokens, depth 9; IVLP 2 text + 2 vision tokens, depth
 12 / 12; DeepVPT 8 vision tokens, depth 12; APEX 2 + 2 tokens, text depth 1, vision depth 12, ensemble beta 4 and
-threshold 0.05.
+threshold 0.05. Treatments (LogitPrior, ReBaPL) wrap the named base with the base's settings; ReBaPL's rows carry
+K = 3 samples (the official 15 epochs) and repulse on 5 rows of the representation of 128 reference images.
 """
 from __future__ import annotations
 
-# name -> (trainer, BayesianPrompt posterior or None, LogitPrior base or None, base configuration name or None)
+# name -> (trainer, BayesianPrompt posterior or None, the base of a treatment (LogitPrior, ReBaPL) or None, the base
+# configuration's name or None)
 CONFIGS = {
     "CoOp": ("CoOp", None, None, None),
     "CoOp-ctx16": ("CoOp", None, None, None),  # CoOp's own default: 16 random context tokens
@@ -26,7 +28,12 @@ CONFIGS = {
     "DeepVPT": ("DeepVPT", None, None, None),
     "APEX": ("APEX", None, None, None),
     "LogitPrior-MaPLe": ("LogitPrior", None, "MaPLe", "MaPLe"),
+    "ReBaPL-CoOp": ("ReBaPL", None, "CoOp", "CoOp"),
+    "ReBaPL-MaPLe": ("ReBaPL", None, "MaPLe", "MaPLe"),
 }
+TREATMENT_NODES = {"LogitPrior": "LOGIT_PRIOR", "ReBaPL": "REBAPL"}
+# ReBaPL rows: K samples in the ensemble, M reference images in the repulsion's representation (the official 3 and 128)
+REBAPL_SAMPLES, REBAPL_REFERENCE_IMAGES = 3, 128
 
 # config node -> the official prompt settings of the deep-prompt methods (configs/trainers/<method>/*.yaml)
 DEEP_PROMPT_SETTINGS = {
@@ -65,7 +72,7 @@ def make_cfg(args, config: str, prec: str):
     cfg.TRAINER.PBPROMPT.update(PREC=prec, N_SAMPLES_TRAIN=args.samples, N_SAMPLES_TEST=args.samples)
     for key, settings in DEEP_PROMPT_SETTINGS.items():
         cfg.TRAINER[key].update(PREC=prec, **settings)
-    if trainer == "LogitPrior":
-        cfg.TRAINER.LOGIT_PRIOR.BASE = base
-        cfg.TRAINER.LOGIT_PRIOR.PREC = prec
+    if trainer in TREATMENT_NODES:
+        cfg.TRAINER[TREATMENT_NODES[trainer]].update(BASE=base, PREC=prec)
+    cfg.TRAINER.REBAPL.REFERENCE_IMAGES = REBAPL_REFERENCE_IMAGES
     return cfg

@@ -5,7 +5,8 @@ evaluations interleaved.
 
 Per evaluation of n batches: steady img/s (the statistic of batches 2..), img/s of the whole evaluation, the
 one-off seconds of batch 1 over the steady ones (the once-per-evaluation text encodings), and the text sequences
-of each batch (0 after batch 1 for class features encoded once per evaluation).
+of each batch (0 after batch 1 for class features encoded once per evaluation). A treatment's rows (LogitPrior,
+ReBaPL) also time its base alone, in the same evaluations.
 """
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def measure_prediction(args, config: str, model, meter, clip_model, classnames, 
     variants = parse_variants(args.variants)
     if "shared" in variants and "bucketed" in variants and prompt_model_of(model).prompts is not None:
         evaluations += [(f"{mode}, whole prompts", model, meter, mode, False) for mode in modes]
+    if hasattr(model, "base"):  # a treatment's base alone, in the same process
+        evaluations.append(("base", model.base, meter, modes[0], True))
     if args.reference == "CoOp" and CONFIGS[config][0] != "CoOp":
         coop = build_prompt_model(make_cfg(args, "CoOp", prec), "CoOp", clip_model, classnames, device)
         coop.requires_grad_(False)

@@ -1,5 +1,5 @@
 """The printed tables of the configuration rows: training (s/step per variant, floor, tokens, memory) and
-prediction (per TEST.MC_DRAWS mode beside CoOp)."""
+prediction (per TEST.MC_DRAWS mode beside CoOp and, for a treatment, its base; ReBaPL's samples' memory)."""
 from __future__ import annotations
 
 
@@ -51,7 +51,7 @@ def prediction_table(rows) -> str:
         if "error" in r:
             continue
         pred = r["prediction"]
-        coop = pred.get("CoOp")
+        coop, base = pred.get("CoOp"), pred.get("base")
         for mode in ("per_batch", "per_evaluation"):
             if mode not in pred:
                 continue
@@ -62,8 +62,11 @@ def prediction_table(rows) -> str:
                           fmt(ratio(e["steady_img_per_s"], whole["steady_img_per_s"]) if whole else None, ".2f"),
                           f"{e['img_per_s']:.1f}", f"{e['one_off_s']:.3f}", " / ".join(str(n) for n in seqs[:2]),
                           fmt(coop["steady_img_per_s"] if coop else None, ".1f"),
-                          fmt(coop["steady_img_per_s"] / e["steady_img_per_s"] if coop else None, ".2f")])
+                          fmt(coop["steady_img_per_s"] / e["steady_img_per_s"] if coop else None, ".2f"),
+                          fmt(ratio(base["steady_img_per_s"], e["steady_img_per_s"]) if base else None, ".2f"),
+                          fmt(r.get("samples_mib"), ".2f")])
     return tabulate(table, headers=[
         "configuration", "TEST.MC_DRAWS", "img/s (steady)", "img/s whole prompts (steady)", "shared / whole",
         "img/s (whole evaluation)", "one-off s (batch 1 extra)", "text seqs test batch 1 / 2",
-        "CoOp img/s (steady, same process)", "CoOp / this (steady)"])
+        "CoOp img/s (steady, same process)", "CoOp / this (steady)", "base / this (steady, same process)",
+        "samples MiB (ReBaPL's K)"])

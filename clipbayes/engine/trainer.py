@@ -88,8 +88,7 @@ class PromptTrainer(TrainerX):
         print(f"# params: {count_num_param(self.model):,} (trainable: "
               f"{sum(p.numel() for p in self.model.parameters() if p.requires_grad):,})")
         if learner is not None and trainable:
-            self.optim = build_optimizer(learner, cfg.OPTIM)
-            self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+            self.optim, self.sched = self.build_optimization(learner)
             self.register_model(LEARNER_NAME, learner, self.optim, self.sched)
         self.scaler, self.epoch_losses = None, []
         if self.is_trainable:
@@ -104,6 +103,11 @@ class PromptTrainer(TrainerX):
             print(f"DistributedDataParallel on {ddp.world_size()} processes: learner synchronised, global batch "
                   f"{cfg.DATALOADER.TRAIN_X.BATCH_SIZE} ({ddp.check_batch_size(cfg.DATALOADER.TRAIN_X.BATCH_SIZE)} "
                   f"per process), rank r draws from seed SEED + r")
+
+    def build_optimization(self, learner):
+        """(optimizer, per-epoch scheduler) of the learner from the OPTIM keys (a sampler overrides this)."""
+        optim = build_optimizer(learner, self.cfg.OPTIM)
+        return optim, build_lr_scheduler(optim, self.cfg.OPTIM)
 
     def build_data_loader(self):
         super().build_data_loader()
@@ -236,6 +240,13 @@ class PromptTrainer(TrainerX):
         collector = PredictionCollector()
         self.predict_from_features(features, loader.batch_size, collector)
         return collector.gather(labels)
+
+    @torch.no_grad()
+    def test_time_images(self, items) -> torch.Tensor:
+        """The images (N, 3, H, W) of dataset items under the test-time transform, on the trainer's device."""
+        loader = build_data_loader(self.cfg, data_source=items, batch_size=self.cfg.DATALOADER.TEST.BATCH_SIZE,
+                                   tfm=self.test_loader.dataset.transform, is_train=False)
+        return torch.cat([batch["img"] for batch in loader]).to(self.device)
 
     def evaluation_split(self, split=None):
         """(name, loader, items) of the split to evaluate: ``val`` when asked for and present, else ``test``."""

@@ -15,6 +15,9 @@ Prediction (depends on an image only through its unit-norm feature, so features 
         with ``mc_draws="per_evaluation"`` (TEST.MC_DRAWS) so are image-independent Monte Carlo prompt draws.
     ``encode_frozen_images(images) -> (B, E)``: the frozen CLIP's features (equal to ``encode_images`` unless the
         method prompts the image tower); what zero-shot logits are computed from (LogitPrior).
+    ``reference_text_features(image_features (B, E)) -> (C, E) or (B, C, E)``: the class text features the model
+        compares the images with, without Monte Carlo draws (ReBaPL's repulsion; ``PromptCLIP``: ``class_features()``).
+    ``cache_scope(scope)``: within it the evaluation cache keeps separate entries (one per ReBaPL sample).
 State
     ``learner``: the only module the trainer optimises and checkpoints (None: nothing to train);
     ``dtype`` of the frozen CLIP; ``num_classes``; ``wants_train_features``: when True the trainer computes the
@@ -86,11 +89,16 @@ class MethodModel(Protocol):
 
     def attach_train_features(self, features: Tensor, labels: Tensor) -> None: ...
 
+    def reference_text_features(self, image_features: Tensor) -> Tensor: ...
+
+    def cache_scope(self, scope) -> ContextManager: ...
+
 
 class WrappedModel(nn.Module):
-    """Thin base of a method that wraps another method's model ``base`` (LogitPrior): every member the wrapper does
-    not define itself is the base's, so the wrapper satisfies the contract by overriding only what it changes
-    (typically ``train_loss``). Its checkpoints are the base's learner."""
+    """Thin base of a method that wraps another method's model ``base`` (LogitPrior, ReBaPL): every member the
+    wrapper does not define itself is the base's, so the wrapper satisfies the contract by overriding only what it
+    changes (``train_loss``; ReBaPL also the prediction and the learner). LogitPrior's checkpoints are the base's
+    learner."""
 
     def __init__(self, base: nn.Module):
         super().__init__()

@@ -100,6 +100,7 @@ class PromptCLIP(nn.Module):
         self._evaluation_cache: dict[str, torch.Tensor] | None = None
         self._draw_seed: int | None = None
         self._mc_draws = "per_batch"
+        self._cache_scope = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -145,12 +146,23 @@ class PromptCLIP(nn.Module):
         finally:
             self._evaluation_cache, self._mc_draws, self._draw_seed = None, "per_batch", None
 
+    @contextlib.contextmanager
+    def cache_scope(self, scope):
+        """Within this block the evaluation cache keeps its own entries under ``scope`` (a sampled treatment's
+        posterior sample k: each sample's class features are encoded once per evaluation, not shared)."""
+        previous, self._cache_scope = self._cache_scope, scope
+        try:
+            yield
+        finally:
+            self._cache_scope = previous
+
     def _cached(self, name: str, compute) -> torch.Tensor:
         if self._evaluation_cache is None:
             return compute()
-        if name not in self._evaluation_cache:
-            self._evaluation_cache[name] = compute()
-        return self._evaluation_cache[name]
+        key = (self._cache_scope, name)
+        if key not in self._evaluation_cache:
+            self._evaluation_cache[key] = compute()
+        return self._evaluation_cache[key]
 
     def cached_text_features(self, compute) -> torch.Tensor:
         """Class features that do not depend on the image or on random draws: encoded once per evaluation."""
@@ -162,7 +174,7 @@ class PromptCLIP(nn.Module):
         ``per_evaluation``; on every call (per test batch) when it is ``per_batch`` or outside an evaluation."""
         if self._mc_draws != "per_evaluation":
             return compute()
-        if self._draw_seed is None or "draws" in self._evaluation_cache:
+        if self._draw_seed is None or (self._cache_scope, "draws") in self._evaluation_cache:
             return self._cached("draws", compute)
         device = self.logit_scale.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -188,6 +200,16 @@ class PromptCLIP(nn.Module):
 
     def predict(self, images: torch.Tensor, **options) -> torch.Tensor:
         return self.predict_features(self.encode_images(images), **options)
+
+    def reference_text_features(self, image_features: torch.Tensor) -> torch.Tensor:
+        """The class text features (..., C, E) the model compares the images (B, E) with, without Monte Carlo
+        draws (a posterior's mean): (C, E) when they do not depend on the image, (B, C, E) when they do. Read by
+        ReBaPL's repulsion; by default the method's ``class_features()``."""
+        class_features = getattr(self, "class_features", None)
+        if class_features is None:
+            raise NotImplementedError(f"{type(self).__name__} has neither class_features() nor "
+                                      f"reference_text_features(image_features): define one to sample it with ReBaPL")
+        return class_features()
 
     def attach_train_features(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Receive the training set's image features (N, E) and labels (N,) (when ``wants_train_features``)."""

@@ -139,6 +139,36 @@ def in_sampling_phase(epoch: int, cycle_length: int, noise_epochs: int) -> bool:
     return (counter + 1) % cycle_length >= cycle_length - noise_epochs
 
 
-def is_sample_step(epoch: int, batch_idx: int, num_batches: int, cycle_length: int) -> bool:
-    """Whether the parameters after this step are kept as a sample: the last step of each cycle (official K = 1)."""
-    return (epoch + 1) % cycle_length == 0 and batch_idx + 1 == num_batches
+def is_sample_step(epoch: int, batch_idx: int, num_batches: int, cycle_length: int, noise_epochs: int = 0,
+                   samples_per_cycle: int = 1, collected_in_cycle: int = 0) -> bool:
+    """Whether the parameters after this step are kept as a sample: the official rule.
+
+    One sample per cycle (or no noise): after the last step of the cycle's last epoch. K > 1 samples per cycle:
+    with c = (epoch + 1) mod L, in the steps s = c * B + batch_idx + 1 of epochs with c >= L - S, whenever
+    s - (L - S) B is a multiple of (S B) // K, until K are kept. (c is 0 in a cycle's last epoch, so these are the
+    epochs L - S - 1 .. L - 2 of the cycle, one before the noise epochs: the official offset.)
+    """
+    if samples_per_cycle < 1:
+        return False
+    position = (epoch + 1) % cycle_length
+    if noise_epochs == 0 or samples_per_cycle == 1:
+        return position == 0 and batch_idx + 1 == num_batches
+    if position < cycle_length - noise_epochs or collected_in_cycle >= samples_per_cycle:
+        return False
+    interval = noise_epochs * num_batches // samples_per_cycle
+    if interval == 0:
+        raise ValueError(f"{samples_per_cycle} samples per cycle need at least as many steps in the {noise_epochs} "
+                         f"noise epochs ({noise_epochs * num_batches})")
+    step = position * num_batches + batch_idx + 1
+    return (step - (cycle_length - noise_epochs) * num_batches) % interval == 0
+
+
+class CyclicalMultiplier:
+    """lr(e) / OPTIM.LR for LambdaLR: ``cyclical_step_size`` with max_lr 1 (numbers only: loads with weights_only)."""
+
+    def __init__(self, max_lr: float, cycle_length: int, warmup_lr: float, restart: str):
+        self.max_lr, self.cycle_length, self.warmup_lr, self.restart = float(max_lr), int(cycle_length), \
+            float(warmup_lr), restart
+
+    def __call__(self, epoch: int) -> float:
+        return cyclical_step_size(epoch, self.max_lr, self.cycle_length, self.warmup_lr, self.restart) / self.max_lr

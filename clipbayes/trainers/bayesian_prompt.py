@@ -119,6 +119,10 @@ class BayesianPromptModel(PromptCLIP):
             return self.scale() * image_features @ text_features[0].mT
         return self.scale() * torch.einsum("be,blce->lbc", image_features, text_features)
 
+    def reference_text_features(self, image_features):
+        """(S, C, E) class features at r = mu."""
+        return self.mean_text(image_features).squeeze(1)
+
     def train_logits(self, images, labels=None, noise=None):
         """Logits (L, B, C) of L residual draws, image features (B, E), and the weighted KL."""
         image_features = self.encode_images(images)

@@ -47,6 +47,10 @@ class CoCoOpModel(PromptCLIP):
         text = self.encode_prompts(self.learner(image_features))  # (B, C, E)
         return self.scale() * torch.einsum("be,bce->bc", image_features, text)
 
+    def reference_text_features(self, image_features):
+        """(B, C, E): each image's conditioned class features."""
+        return self.encode_prompts(self.learner(image_features))
+
 
 def build_cocoop_model(cfg, node, clip_model, classnames) -> CoCoOpModel:
     model = CoCoOpModel(clip_model, classnames, **prompt_model_kwargs(cfg, node))

@@ -25,7 +25,7 @@ from clipbayes.objectives import OMEGA_FORMULAS, loggable, ove_pg_loss, predicti
 # LAMBDA_1 and M are the official configs' names (BP_CLIP); M is the number of Gibbs samples, not context slots.
 KEYS = {
     "BASE": Key("CoOp", "the prompt learner whose logits are regularised: any registered method with a learner "
-                        "(see base_learners())"),
+                        "(see clipbayes.registry.base_learners())"),
     "LAMBDA_1": Key(0.2, "weight of the Gaussian logit prior centred at zero-shot CLIP; 0 drops it (the zero-shot "
                          "logits still give omega)", check=at_least(0, integer=False)),
     "ALPHA": Key(1.0, "precision alpha of the OVE-PG conditional posterior (official train.py default 1000; every "
@@ -36,11 +36,6 @@ KEYS = {
     **template_keys(),
     **precision_key("fp32"),
 }
-
-
-def base_learners() -> list[str]:
-    """The methods LogitPrior can wrap: every registered method that trains a learner and wraps no other."""
-    return [m.name for m in registry.list_methods() if m.trainable and not m.wraps_base]
 
 
 class LogitPriorModel(WrappedModel):
@@ -72,8 +67,9 @@ class LogitPriorModel(WrappedModel):
 
 
 def check_base(cfg, node) -> None:
-    if node.BASE not in base_learners():
-        raise ConfigError(f"TRAINER.LOGIT_PRIOR.BASE must be one of {' | '.join(base_learners())}; got {node.BASE!r}")
+    if node.BASE not in registry.base_learners():
+        raise ConfigError(f"TRAINER.LOGIT_PRIOR.BASE must be one of {' | '.join(registry.base_learners())}; "
+                          f"got {node.BASE!r}")
 
 
 def build_logit_prior_model(cfg, node, clip_model, classnames) -> LogitPriorModel:

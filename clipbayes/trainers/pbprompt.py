@@ -205,6 +205,10 @@ class PBPromptModel(PromptCLIP):
         mu, _ = self.learner.posterior(self.name_embeddings)
         return self.encode_prompt_tokens(self.learner.generator(mu.unsqueeze(0)), with_tokens=False)[0]
 
+    def reference_text_features(self, image_features) -> torch.Tensor:
+        """(C, E) class features at r_c = mu(e_c)."""
+        return self.mean_text()[0]
+
     def predict_logits(self, image_features, noise=None) -> torch.Tensor:
         """(L, B, C) logits of L draws (``mc``: per test batch, or once per evaluation with TEST.MC_DRAWS
         per_evaluation, ``shared_draws``), or (1, B, C) at the posterior mean (``mean``, encoded once per
