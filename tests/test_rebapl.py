@@ -300,14 +300,20 @@ def test_rebapl_samples_any_base_and_predicts_with_their_ensemble(golden_clip, g
         assert not torch.allclose(members[0], members[-1])  # two samples, two predictions
 
 
-@requires_dassl
-def test_each_sample_keeps_its_own_class_features_in_an_evaluation(golden_clip, golden_inputs):
+def _two_coop_samples(golden_clip, golden_inputs):
+    """ReBaPL over CoOp without repulsion, holding two samples 0.05 apart, and the golden images' features."""
     model = _model(_cfg("CoOp", REPULSION_STRENGTH=0.0), golden_clip, golden_inputs["classnames"])
     model.collect_sample(0)
     _nudge(model, 0.05)
     model.collect_sample(1)
     with torch.no_grad():
-        features = model.encode_images(golden_inputs["images"])
+        return model, model.encode_images(golden_inputs["images"])
+
+
+@requires_dassl
+def test_each_sample_keeps_its_own_class_features_in_an_evaluation(golden_clip, golden_inputs):
+    model, features = _two_coop_samples(golden_clip, golden_inputs)
+    with torch.no_grad():
         outside = model.predict_logits(features)
         with model.evaluation_cache():
             inside, again = model.predict_logits(features), model.predict_logits(features)
@@ -318,13 +324,8 @@ def test_each_sample_keeps_its_own_class_features_in_an_evaluation(golden_clip, 
 
 @requires_dassl
 def test_mean_logits_prediction_is_the_mean_of_the_samples_logits(golden_clip, golden_inputs):
-    cfg = _cfg("CoOp", REPULSION_STRENGTH=0.0)
-    model = _model(cfg, golden_clip, golden_inputs["classnames"])
-    model.collect_sample(0)
-    _nudge(model, 0.05)
-    model.collect_sample(1)
+    model, features = _two_coop_samples(golden_clip, golden_inputs)
     with torch.no_grad():
-        features = model.encode_images(golden_inputs["images"])
         stacked = model.predict_logits(features)
         model.prediction = "mean_logits"
         torch.testing.assert_close(model.predict_logits(features), stacked.mean(0))
@@ -342,6 +343,34 @@ def test_the_representation_holds_only_rows_that_can_move(golden_clip, golden_in
     conditioned = _model(_cfg("CoCoOp"), golden_clip, classnames)
     conditioned.attach_reference_images(images)
     assert conditioned.representation().shape[0] == 3 * 5  # M C image-conditioned text rows
+
+
+@requires_dassl
+def test_a_repulsion_gradient_that_overflows_its_tensors_dtype_is_skipped_as_officially():
+    from clipbayes.trainers.rebapl import finite_gradient_surrogate
+    half = torch.ones(3, dtype=torch.float16, requires_grad=True)
+    full = torch.ones(3, requires_grad=True)
+    potential = 1e6 * (half.float() ** 2).sum() + 1e6 * (full ** 2).sum()  # dV/dtheta = 2e6: inf in fp16
+    surrogate, dropped = finite_gradient_surrogate(potential, [half, full])
+    assert dropped == 1 and surrogate.item() == 0
+    surrogate.backward()
+    assert half.grad is None or not half.grad.any()
+    torch.testing.assert_close(full.grad, torch.full((3,), 2e6))
+
+
+@requires_dassl
+@pytest.mark.parametrize("base", ["MaPLe", "CoOp", "CoCoOp"])
+def test_the_chosen_rows_are_those_of_the_whole_representation(golden_clip, golden_inputs, base):
+    """MaPLe encodes only the chosen reference images; the rows are the whole representation's, in the draw's order."""
+    model = _model(_cfg(base), golden_clip, golden_inputs["classnames"])
+    model.attach_reference_images(golden_inputs["images"])
+    model.collect_sample(0)  # the repulsion compares rows only once there is an anchor
+    _nudge(model)
+    with torch.no_grad():
+        whole = model.representation()
+        for chosen in (torch.tensor([7, 0, 2, 5]), torch.tensor([1]), torch.tensor([4, 6])):
+            chosen = chosen[chosen < whole.shape[0]]
+            torch.testing.assert_close(model.representation_rows(chosen), whole[chosen], rtol=1e-5, atol=1e-6)
 
 
 @requires_dassl

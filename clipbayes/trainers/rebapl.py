@@ -8,7 +8,8 @@ L the base's own loss (likelihood and regularisers), theta_k the newest collecte
 representation: the unit-norm features of M fixed training images (rows kept only when the base prompts the image
 tower: frozen rows cannot move) and the class text features the model compares them with (T = C, or M C for
 image-conditioned prompts; a posterior's mean, not a draw); I: n rows drawn at every step; d: mse | wasserstein |
-mmd | procrustes (clipbayes/sampling/distances.py). The repulsion enters the gradient only; d is logged.
+mmd | procrustes (clipbayes/sampling/distances.py). The repulsion enters the gradient only, each parameter
+tensor's part skipped when it is not finite in the tensor's dtype (as the official code); d is logged.
 
 Per 0-based epoch e (cycle length L, S noise epochs): a warm-up epoch, then cosine step sizes restarting every L
 epochs; SGHMC noise in the last S epochs of each cycle; K samples kept per cycle (the last step of the cycle for
@@ -106,24 +107,49 @@ class ReBaPLModel(WrappedModel):
         text = self.base.reference_text_features(image_features)
         return torch.cat(rows + [text.reshape(-1, text.shape[-1]).float()])
 
+    def representation_rows(self, chosen: torch.Tensor) -> torch.Tensor:
+        """z(theta)[chosen] (n, E). With prompted image features and class features that do not depend on the
+        image, only the chosen reference images go through the image tower (n passes, not M); else the rows of
+        the whole representation."""
+        count = len(self.reference_images)
+        if not self.base.learned_image_features:
+            return self.representation()[chosen]
+        is_image = chosen < count
+        image_features = (self.base.encode_images(self.reference_images[chosen[is_image]]) if is_image.any()
+                          else self.learner.anchor.new_zeros(0, self.learner.anchor.shape[1]))
+        text = self.base.reference_text_features(image_features)
+        if text.shape[:-2].numel() != 1:  # image-conditioned class features: every image's rows
+            return self.representation()[chosen]
+        text_rows = text.reshape(-1, text.shape[-1])[chosen[~is_image] - count]
+        rows = torch.cat([image_features.float(), text_rows.float()])
+        order = torch.cat([is_image.nonzero().squeeze(1), (~is_image).nonzero().squeeze(1)])
+        return rows[torch.argsort(order)]
+
     def repulsion(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(xi / (d + 1e-6), d) with d = d(z[I], z_k[I]), n rows I drawn from torch's global generator."""
-        current, anchor = self.representation(), self.learner.anchor
-        if 0 < self.rows < current.shape[0]:
-            chosen = torch.randperm(current.shape[0])[:self.rows].to(current.device)
-            current, anchor = current[chosen], anchor[chosen]
+        anchor = self.learner.anchor
+        if 0 < self.rows < anchor.shape[0]:
+            chosen = torch.randperm(anchor.shape[0])[:self.rows].to(anchor.device)
+            current, anchor = self.representation_rows(chosen), anchor[chosen]
+        else:
+            current = self.representation()
         distance = representation_distance(self.distance, current, anchor)
         return self.strength / (distance + POTENTIAL_EPS), distance
 
     def train_loss(self, images, labels) -> LossOutput:
-        """The base's loss; once a sample exists, plus the repulsion's gradient (its value is not added: the
-        potential is xi / 1e-6 on the first step after a sample, where the chain sits on the anchor)."""
+        """The base's loss; once a sample exists, plus the repulsion's gradient, tensor by tensor, as the official
+        code adds it (``finite_gradient_surrogate``). Its value is not added: the potential is xi / 1e-6 on the
+        first step after a sample, where the chain sits on the anchor."""
         out = self.base.train_loss(images, labels)
         if self.strength == 0 or self.learner.num_samples == 0:
             return out
         potential, distance = self.repulsion()
-        return LossOutput(out.loss + (potential - potential.detach()), out.scores,
-                          {**out.parts, "repulsion_d": distance.item()})
+        params = [p for p in self.learner.parameters() if p.requires_grad]
+        surrogate, dropped = finite_gradient_surrogate(potential, params)
+        parts = {**out.parts, "repulsion_d": distance.item()}
+        if dropped:
+            parts["repulsion_dropped"] = float(dropped)
+        return LossOutput(out.loss + surrogate, out.scores, parts)
 
     @torch.no_grad()
     def collect_sample(self, epoch: int) -> None:
@@ -163,6 +189,18 @@ class ReBaPLModel(WrappedModel):
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         return self.predict_features(self.encode_images(images))
+
+
+def finite_gradient_surrogate(potential: torch.Tensor, params: list) -> tuple[torch.Tensor, int]:
+    """(s, dropped): a scalar of value 0 whose gradient is dV/dtheta for every parameter tensor where that gradient
+    is finite in the parameter's dtype, and 0 for the ``dropped`` others (the official code computes the
+    repulsion's gradients apart and skips a non-finite one: with fp16 parameters, the huge gradients of the first
+    steps after a sample, xi / (d + 1e-6)^2 with d near 0, overflow and are skipped; in fp32 they are applied)."""
+    grads = torch.autograd.grad(potential, params, allow_unused=True)
+    kept = [(p, g) for p, g in zip(params, grads) if g is not None and torch.isfinite(g).all()]
+    dropped = sum(g is not None for g in grads) - len(kept)
+    surrogate = sum(((p * g.detach()).sum() for p, g in kept), potential.new_zeros(()))
+    return surrogate - surrogate.detach(), dropped
 
 
 def check_rebapl(cfg, node) -> None:
