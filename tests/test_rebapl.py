@@ -378,7 +378,7 @@ def test_bad_rebapl_settings_are_refused_with_the_reason():
     from clipbayes.config import ConfigError
     from clipbayes.trainers.rebapl import check_rebapl
     cfg = _cfg("CoOp")
-    cfg.OPTIM.MAX_EPOCH, cfg.OPTIM.WARMUP_EPOCH = 7, 1
+    cfg.OPTIM.MAX_EPOCH, cfg.OPTIM.WARMUP_EPOCH, cfg.OPTIM.WARMUP_TYPE, cfg.OPTIM.NAME = 7, 1, "constant", "sghmc"
     cfg.TRAINER.NAME = "CoOp"
     check_rebapl(cfg, cfg.TRAINER.REBAPL)  # another trainer's optimiser keys are not ReBaPL's business
     cfg.TRAINER.NAME = "ReBaPL"
@@ -389,6 +389,11 @@ def test_bad_rebapl_settings_are_refused_with_the_reason():
     with pytest.raises(ConfigError, match="BASE must be one of"):
         check_rebapl(cfg, cfg.TRAINER.REBAPL)
     cfg.TRAINER.REBAPL.BASE = "CoOp"
+    cfg.OPTIM.WARMUP_EPOCH = 2
+    with pytest.raises(ConfigError, match="one constant warm-up epoch"):
+        check_rebapl(cfg, cfg.TRAINER.REBAPL)
+    cfg.OPTIM.WARMUP_EPOCH = 0
+    check_rebapl(cfg, cfg.TRAINER.REBAPL)  # no warm-up: allowed
     cfg.OPTIM.NAME = "adam"
     with pytest.raises(ConfigError, match="SGHMC"):
         check_rebapl(cfg, cfg.TRAINER.REBAPL)

@@ -217,3 +217,9 @@ def test_state_dict_round_trip_continues_bit_identically():
 def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
         SGHMC([torch.nn.Parameter(torch.zeros(2))], **kwargs)
+
+
+def test_without_warm_up_the_cosine_starts_at_epoch_0_in_step_with_the_cycle():
+    values = [cyclical_step_size(e, 0.002, 5, warmup=False) for e in range(10)]
+    assert values[0] == values[5] == 0.002
+    assert values[:5] == values[5:] and all(a > b for a, b in zip(values[:4], values[1:5]))

@@ -109,8 +109,9 @@ class SGHMC(Optimizer):
 
 
 def cyclical_step_size(epoch: int, max_lr: float, cycle_length: int, warmup_lr: float = 1e-5,
-                       restart: str = "sequential") -> float:
-    """The official learning rate of 0-based ``epoch`` (formulas in the module docstring; one warm-up epoch).
+                       restart: str = "sequential", warmup: bool = True) -> float:
+    """The official learning rate of 0-based ``epoch`` (formulas in the module docstring; one warm-up epoch, or
+    with ``warmup=False`` none: the cosine then starts at epoch 0, in step with the cycle).
 
     sequential: torch's CosineAnnealingWarmRestarts(T_0=L) behind Dassl's constant warm-up, whose epoch shifts the
     cosine one epoch behind the noise/sample cycle. parallel: a new CosineAnnealingLR(T_max=L) and warm-up each cycle
@@ -121,6 +122,8 @@ def cyclical_step_size(epoch: int, max_lr: float, cycle_length: int, warmup_lr: 
     if cycle_length < 1 or epoch < 0:
         raise ValueError(f"need cycle_length >= 1 and epoch >= 0, got {cycle_length} and {epoch}")
     position = epoch if restart == "sequential" else epoch % cycle_length
+    if not warmup:
+        return max_lr * (1 + math.cos(math.pi * (position % cycle_length) / cycle_length)) / 2
     if position == 0:
         return warmup_lr
     phase = (position - 1) % cycle_length
@@ -166,9 +169,11 @@ def is_sample_step(epoch: int, batch_idx: int, num_batches: int, cycle_length: i
 class CyclicalMultiplier:
     """lr(e) / OPTIM.LR for LambdaLR: ``cyclical_step_size`` with max_lr 1 (numbers only: loads with weights_only)."""
 
-    def __init__(self, max_lr: float, cycle_length: int, warmup_lr: float, restart: str):
+    def __init__(self, max_lr: float, cycle_length: int, warmup_lr: float, restart: str, warmup: bool = True):
         self.max_lr, self.cycle_length, self.warmup_lr, self.restart = float(max_lr), int(cycle_length), \
             float(warmup_lr), restart
+        self.warmup = bool(warmup)
 
     def __call__(self, epoch: int) -> float:
-        return cyclical_step_size(epoch, self.max_lr, self.cycle_length, self.warmup_lr, self.restart) / self.max_lr
+        return cyclical_step_size(epoch, self.max_lr, self.cycle_length, self.warmup_lr, self.restart,
+                                  self.warmup) / self.max_lr

@@ -216,10 +216,10 @@ def check_rebapl(cfg, node) -> None:
     if cfg.OPTIM.NAME not in ("sghmc", "sgd"):
         raise ConfigError(f"ReBaPL samples with SGHMC (OPTIM.NAME 'sghmc'; 'sgd' is read the same); got "
                           f"OPTIM.NAME {cfg.OPTIM.NAME!r}")
-    if cfg.OPTIM.WARMUP_EPOCH != 1 or cfg.OPTIM.WARMUP_TYPE != "constant":
-        raise ConfigError(f"ReBaPL's schedule has one constant warm-up epoch at OPTIM.WARMUP_CONS_LR: set "
-                          f"OPTIM.WARMUP_EPOCH 1 and OPTIM.WARMUP_TYPE constant (got {cfg.OPTIM.WARMUP_EPOCH}, "
-                          f"{cfg.OPTIM.WARMUP_TYPE!r})")
+    if cfg.OPTIM.WARMUP_EPOCH not in (0, 1) or (cfg.OPTIM.WARMUP_EPOCH and cfg.OPTIM.WARMUP_TYPE != "constant"):
+        raise ConfigError(f"ReBaPL's schedule has one constant warm-up epoch at OPTIM.WARMUP_CONS_LR (the official "
+                          f"one: OPTIM.WARMUP_EPOCH 1, WARMUP_TYPE constant) or none (WARMUP_EPOCH 0); got "
+                          f"{cfg.OPTIM.WARMUP_EPOCH}, {cfg.OPTIM.WARMUP_TYPE!r}")
 
 
 def build_rebapl_model(cfg, node, clip_model, classnames) -> ReBaPLModel:
@@ -243,7 +243,8 @@ class ReBaPL(PromptTrainer):
         optim = SGHMC(learner.parameters(), lr=optim_cfg.LR, momentum=optim_cfg.MOMENTUM,
                       weight_decay=optim_cfg.WEIGHT_DECAY, temperature=node.TEMPERATURE,
                       dataset_size=len(self.dm.dataset.train_x), generator=generator)
-        schedule = CyclicalMultiplier(optim_cfg.LR, node.CYCLE_EPOCHS, optim_cfg.WARMUP_CONS_LR, node.CHAINS)
+        schedule = CyclicalMultiplier(optim_cfg.LR, node.CYCLE_EPOCHS, optim_cfg.WARMUP_CONS_LR, node.CHAINS,
+                                      warmup=optim_cfg.WARMUP_EPOCH == 1)
         return optim, LambdaLR(optim, schedule)
 
     def before_train(self):
