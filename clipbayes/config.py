@@ -75,6 +75,12 @@ class Key:
             raise ConfigError(f"{path} must be {self.check.text}; got {value!r}")
 
 
+def check_base_learner(node: str, base: str) -> None:
+    """A Bayesian treatment's ``TRAINER.<node>.BASE`` names a method it can wrap (``registry.base_learners()``)."""
+    if base not in registry.base_learners():
+        raise ConfigError(f"TRAINER.{node}.BASE must be one of {' | '.join(registry.base_learners())}; got {base!r}")
+
+
 # --- keys several methods share ----------------------------------------------------------------------------------
 def precision_key(default: str, learner: bool = True) -> dict[str, Key]:
     """PREC (the frozen CLIP's precision) and, for a method that trains a learner, LEARNER_PREC (the learner's):

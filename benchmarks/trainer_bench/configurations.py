@@ -74,5 +74,4 @@ def make_cfg(args, config: str, prec: str):
         cfg.TRAINER[key].update(PREC=prec, **settings)
     if trainer in TREATMENT_NODES:
         cfg.TRAINER[TREATMENT_NODES[trainer]].update(BASE=base, PREC=prec)
-    cfg.TRAINER.REBAPL.REFERENCE_IMAGES = REBAPL_REFERENCE_IMAGES
     return cfg

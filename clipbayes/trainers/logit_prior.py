@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from clipbayes import registry
-from clipbayes.config import ConfigError, Key, at_least, precision_key, template_keys
+from clipbayes.config import Key, at_least, check_base_learner, precision_key, template_keys
 from clipbayes.datasets.templates import zeroshot_templates
 from clipbayes.engine.trainer import PromptTrainer
 from clipbayes.modeling.contract import LossOutput, WrappedModel
@@ -67,9 +67,7 @@ class LogitPriorModel(WrappedModel):
 
 
 def check_base(cfg, node) -> None:
-    if node.BASE not in registry.base_learners():
-        raise ConfigError(f"TRAINER.LOGIT_PRIOR.BASE must be one of {' | '.join(registry.base_learners())}; "
-                          f"got {node.BASE!r}")
+    check_base_learner("LOGIT_PRIOR", node.BASE)
 
 
 def build_logit_prior_model(cfg, node, clip_model, classnames) -> LogitPriorModel:

@@ -25,13 +25,11 @@ features side by side, (B, K E), and sample k reads its own.
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from clipbayes import registry
-from clipbayes.config import Check, ConfigError, Key, at_least, precision_key
+from clipbayes.config import Check, ConfigError, Key, at_least, check_base_learner, precision_key
 from clipbayes.engine.trainer import PromptTrainer
 from clipbayes.modeling.contract import LossOutput, WrappedModel
 from clipbayes.modeling.precision import autocast
@@ -204,9 +202,7 @@ def finite_gradient_surrogate(potential: torch.Tensor, params: list) -> tuple[to
 
 
 def check_rebapl(cfg, node) -> None:
-    if node.BASE not in registry.base_learners():
-        raise ConfigError(f"TRAINER.REBAPL.BASE must be one of {' | '.join(registry.base_learners())}; "
-                          f"got {node.BASE!r}")
+    check_base_learner("REBAPL", node.BASE)
     if cfg.TRAINER.NAME != "ReBaPL":  # the optimiser keys are another trainer's
         return
     epochs, cycle = cfg.OPTIM.MAX_EPOCH, node.CYCLE_EPOCHS
