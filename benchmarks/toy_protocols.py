@@ -1,17 +1,20 @@
 #!/usr/bin/env python
 """Every registered trainer x 5 seeds on the toy world's base-to-new and domain-generalisation protocol.
 
-    python benchmarks/toy_protocols.py [--seeds 1 2 3 4 5] [--trainers CoOp ...] [--output-dir output/toy_protocols]
+    python benchmarks/toy_protocols.py [--seeds 1 2 3 4 5] [--trainers CoOp ...] [--jobs 2] [--output-dir DIR]
 
-Each (trainer, seed) goes through ``train.py``'s code (:mod:`clipbayes.toyworld.protocol`: train on the base
-classes, eval-only on the new classes and on the base classes in the shifted style) with its logs under
-``<output-dir>`` in CoOp's layout (``python -m clipbayes.results <output-dir> --calibration`` tabulates them); a
-rerun reads finished runs back instead of repeating them. Writes
-``<output-dir>/toy_protocols.md`` (mean +- population std over seeds, and per-seed differences from zero-shot
-CLIP, which is paired: same seed, same shots, same test images) and ``<output-dir>/toy_protocols.png``; with
-``--write-docs`` also the tables into docs/toyworld.md (its generated block ``toy_protocols``), the first one
-(means and spreads) into README.md (block ``toy_protocols_means``), the seed-1 lines (what the demo prints) into
-docs/toyworld.md (block ``demo_seed1``) and the plot into docs/figures/toy_protocols.png.
+Each (trainer, seed) goes through ``train.py``'s code (:mod:`clipbayes.toyworld.protocol`, under its budget rule:
+train on the base classes, eval-only on the new classes and on the base classes in the shifted style) with its
+logs under ``<output-dir>`` (default output/toy_protocols) in CoOp's layout (``python -m clipbayes.results
+<output-dir> --calibration`` tabulates them); a rerun reads finished runs back instead of repeating them. The
+(row, seed) runs go to ``--jobs`` processes of one torch thread each (default: one per CPU core; the numbers do
+not depend on it). Writes ``<output-dir>/toy_protocols.md`` (mean +- population std over seeds, per-seed
+differences from zero-shot CLIP, which is paired: same seed, same shots, same test images, paired-bootstrap
+intervals, and what the budget rule gave each row: steps, images, text sequences) and
+``<output-dir>/toy_protocols.png``; with ``--write-docs`` also the tables into docs/toyworld.md (its generated
+blocks ``toy_protocols`` and ``toy_budget``), the first one (means and spreads) into README.md (block
+``toy_protocols_means``), the seed-1 lines (what the demo prints) into docs/toyworld.md (block ``demo_seed1``)
+and the plot into docs/figures/toy_protocols.png.
 """
 from __future__ import annotations
 
@@ -32,15 +35,13 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 
-from clipbayes.cli import run  # noqa: E402
 from clipbayes.fileio import atomic_write  # noqa: E402
 from clipbayes.registry import method_names  # noqa: E402
-from clipbayes.toyworld.protocol import BACKBONE_LABELS, run_protocol, runs_finished, toy_backbone  # noqa: E402
+from clipbayes.toyworld.protocol import BACKBONE_LABELS, read_budget, toy_backbone  # noqa: E402
 from generated_docs import DOCS, write_block  # noqa: E402
+from toy_runner import ZERO_SHOT, Task, cpu_seconds, run_tasks, timing_line  # noqa: E402
 
-ZERO_SHOT = "ZeroshotCLIP"
 QUANTITIES = ("base", "new", "hm", "shift")
 HEADERS = {"base": "base", "new": "new", "hm": "HM", "shift": "shift (base classes)"}
 
@@ -78,23 +79,36 @@ def default_rows(trainers) -> list:
             for clip in clips] + rows
 
 
-def measure(rows, seeds, output_dir, options):
+def measure(rows, seeds, output_dir, options, jobs: int = 1, threads: int = 0):
     """({row name: {seed: {quantity: accuracy}}}, seconds per (row name, seed) run here); prints one line per
-    finished (row, seed). A (row, seed) whose runs are all finished is read back and gets no time."""
-    results, seconds = {}, {}
+    finished (row, seed). A (row, seed) whose runs are all finished is read back and gets no time; the others run
+    in ``jobs`` processes of ``threads`` torch threads (benchmarks/toy_runner.py)."""
+    tasks = [Task(row.name, row.trainer, seed, tuple(options) + tuple(row.options), row.backbone, row.label)
+             for row in rows for seed in seeds]
+
+    def report(task, acc, seconds):
+        print(f"{task.name:>28} seed {task.seed}: base {acc['base']:5.1f}  new {acc['new']:5.1f}  HM "
+              f"{acc['hm']:5.1f}  shift {acc['shift']:5.1f}  ({seconds:.0f} s)", flush=True)
+
+    accuracies, seconds = run_tasks(tasks, output_dir, jobs, threads, report)
+    results = {row.name: {} for row in rows}
+    for task in tasks:
+        results[task.name][task.seed] = accuracies[task]
+    return results, {(task.name, task.seed): s for task, s in seconds.items()}
+
+
+def budget_table(rows, seed: int, output_dir: str) -> str:
+    """Markdown: what the budget rule gave each trained row's training run at ``seed`` (its log's budget line)."""
+    lines = ["| method | optimiser steps | training images | text sequences encoded | per step |",
+             "| --- | --- | --- | --- | --- |"]
     for row in rows:
-        results[row.name] = {}
-        for seed in seeds:
-            finished = runs_finished(output_dir, row.trainer, seed, row.label or BACKBONE_LABELS[row.toy_clip])
-            started = time.time()
-            acc = run_protocol(row.trainer, seed, output_dir, run, list(options) + list(row.options), quiet=True,
-                               backbone=row.backbone, label=row.label)
-            results[row.name][seed] = acc
-            if not finished:
-                seconds[(row.name, seed)] = time.time() - started
-            print(f"{row.name:>28} seed {seed}: base {acc['base']:5.1f}  new {acc['new']:5.1f}  HM {acc['hm']:5.1f}"
-                  f"  shift {acc['shift']:5.1f}  ({time.time() - started:.0f} s)", flush=True)
-    return results, seconds
+        spent = read_budget(output_dir, row.trainer, seed, row.label or BACKBONE_LABELS[row.toy_clip])
+        if spent is None:
+            continue
+        per_step = spent.text_sequences / spent.steps
+        lines.append(f"| {row.name} | {spent.steps:,} | {spent.images:,} | {spent.text_sequences:,} | "
+                     f"{per_step:,.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 BOOTSTRAP_DRAWS = 10_000
@@ -185,42 +199,39 @@ def seed_one_table(results) -> str:
     return "\n".join(lines) + "\n"
 
 
-def timing_line(what: str, runs: int, seconds: dict, started: float, cpu_started: float, load_start: float) -> str:
-    """The table's footer: how many of ``runs`` (row, seed) ran here (``seconds``: {(row, seed): s}) or were read
-    back, wall and CPU time since ``started`` / ``cpu_started``, threads, load, and the mean seconds per seed of
-    each row run here."""
-    rows = list(dict.fromkeys(name for name, _ in seconds))
-    per_row = ", ".join(f"{name} {np.mean([t for (n, _), t in seconds.items() if n == name]):.0f}" for name in rows)
-    wall, cpu = (time.time() - started) / 60, (time.process_time() - cpu_started) / 60
-    return (f"\n{what}: {len(seconds)} (row, seed) run in this invocation, {runs - len(seconds)} read back from "
-            f"earlier runs; {wall:.1f} min wall, {cpu:.1f} "
-            f"min CPU (torch threads {torch.get_num_threads()}); 1-minute load average {load_start:.1f} at the start, "
-            f"{os.getloadavg()[0]:.1f} at the end. Seconds per seed (with the shift run): {per_row or 'none run'}.\n")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trainers", nargs="+", default=None, help="default: every registered method")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     parser.add_argument("--output-dir", default=osp.join("output", "toy_protocols"))
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per process (0: torch's default with one job, 1 with several)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="processes running (row, seed) pairs side by side (default: one per CPU core)")
     parser.add_argument("--write-docs", action="store_true",
                         help="also write the tables into docs/toyworld.md and README.md, the seed-1 lines into "
                              "docs/toyworld.md and the plot into docs/figures")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every trained run")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or (1 if args.jobs > 1 else 0)
     rows = default_rows(args.trainers or method_names())
-    started, cpu_started, load = time.time(), time.process_time(), os.getloadavg()
-    results, seconds = measure(rows, args.seeds, args.output_dir, args.opts)
+    started, cpu_started, load = time.time(), cpu_seconds(), os.getloadavg()
+    results, seconds = measure(rows, args.seeds, args.output_dir, args.opts, args.jobs, threads)
     text = table(results, args.seeds, {row.name: row.zero_shot for row in rows})
+    budget = budget_table(rows, args.seeds[0], args.output_dir)
     footer = timing_line(f"{len(rows)} rows x {len(args.seeds)} seeds", len(rows) * len(args.seeds), seconds,
-                         started, cpu_started, load[0])
-    atomic_write(osp.join(args.output_dir, "toy_protocols.md"), lambda f: f.write(text + footer), binary=False)
+                         started, cpu_started, load[0], args.jobs, threads)
+    previous = osp.join(args.output_dir, "toy_protocols.md")
+    if not seconds and osp.isfile(previous):  # everything read back: keep the timing of the runs' invocation
+        with open(previous) as handle:
+            footer = "\n" + handle.read().rstrip().rsplit("\n", 1)[-1] + "\n"
+    atomic_write(osp.join(args.output_dir, "toy_protocols.md"),
+                 lambda f: f.write(f"{text}\nWhat the budget rule gave each row (seed {args.seeds[0]}'s training run):"
+                                   f"\n\n{budget}{footer}"), binary=False)
     plot(results, args.seeds, osp.join(args.output_dir, "toy_protocols.png"))
     if args.write_docs:
         write_block(osp.join(DOCS, "toyworld.md"), "toy_protocols", text + footer)
+        write_block(osp.join(DOCS, "toyworld.md"), "toy_budget", budget)
         write_block(osp.join(osp.dirname(DOCS), "README.md"), "toy_protocols_means", text.split("\n\n")[0])
         if 1 in args.seeds:
             write_block(osp.join(DOCS, "toyworld.md"), "demo_seed1", seed_one_table(results))

@@ -56,12 +56,15 @@ def ordered_pair() -> Check:
 
 @dataclass(frozen=True)
 class Key:
-    """One method config key: its default, a one-line meaning, and its allowed values or a check."""
+    """One method config key: its default, a one-line meaning, and its allowed values or a check.
+    ``monte_carlo``: the key is a number of Monte Carlo draws per step or per prediction (its cost grows with it;
+    the toy world's budget rule caps it, clipbayes/toyworld/protocol.py)."""
 
     default: Any
     meaning: str
     choices: tuple | None = None
     check: Check | None = None
+    monte_carlo: bool = False
 
     def allowed(self) -> str:
         if self.choices is not None:

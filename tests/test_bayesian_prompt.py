@@ -316,11 +316,10 @@ def _merged(config_file):
 
 def test_configs_merge_and_official_setup():
     files = sorted(glob.glob(osp.join(CONFIG_DIR, "*.yaml")))
-    assert [osp.basename(f) for f in files] == ["tiny.yaml", "toy.yaml", "vit_b16_c4_ep10_batch1_ctxv1.yaml",
+    assert [osp.basename(f) for f in files] == ["tiny.yaml", "vit_b16_c4_ep10_batch1_ctxv1.yaml",
                                                 "vit_b16_c4_ep10_batch1_ctxv1_cond.yaml",
                                                 "vit_b16_c4_ep10_batch4_ctxv1_cond.yaml"]
-    tiny, toy, official, cond1, cond4 = (_merged(f) for f in files)
-    assert toy.DATALOADER.TRAIN_X.BATCH_SIZE == 64  # the toy-world budget file (docs/toyworld.md)
+    tiny, official, cond1, cond4 = (_merged(f) for f in files)
     assert (tiny.MODEL.BACKBONE.NAME, tiny.TRAINER.BAYESIAN_PROMPT.PREC) == ("tiny-vit", "fp32")
     node = official.TRAINER.BAYESIAN_PROMPT
     assert (node.POSTERIOR, node.N_CTX, node.CTX_INIT, node.PREC, node.N_SAMPLES_TRAIN, node.KL_WEIGHT) == \

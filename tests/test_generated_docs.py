@@ -14,7 +14,7 @@ sys.path.insert(0, osp.join(ROOT, "benchmarks"))
 from generated_docs import read_block, write_block  # noqa: E402
 
 # file (from the repository root) -> blocks the benchmarks write there
-BLOCKS = {"docs/toyworld.md": ["toy_protocols", "demo_seed1", "toy_sensitivity"], "docs/methods/pbprompt.md": ["pbprompt_ablation"],
+BLOCKS = {"docs/toyworld.md": ["toy_protocols", "demo_seed1", "toy_sensitivity", "toy_budget"], "docs/methods/pbprompt.md": ["pbprompt_ablation"],
           "README.md": ["toy_protocols_means"]}
 
 

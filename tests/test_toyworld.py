@@ -225,6 +225,10 @@ def test_demo_prints_base_new_and_hm_beside_zero_shot(tmp_path):
         for trainer in ("CoOp", "ZeroshotCLIP"):
             assert (out / "base2new" / run / "ToyWorld" / "shots_16" / trainer / "toy" / "seed1" / "log.txt").is_file()
     assert not (out / "evaluation").exists()  # the demo is base-to-new only
+    from clipbayes.toyworld.protocol import read_budget
+    # the budget rule's batch 32 over 16 shots x 50 base classes: 25 steps, 800 images; CoOp encodes 50 prompts a step
+    assert read_budget(str(out), "CoOp", 1) == (25, 800, 25 * 50, 1, 1)
+    assert read_budget(str(out), "ZeroshotCLIP", 1) is None
     assert f"python -m clipbayes.results {out} --calibration" in proc.stdout  # the demo names the next command
     tables = subprocess.run([sys.executable, "-m", "clipbayes.results", str(out), "--calibration"], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=300)

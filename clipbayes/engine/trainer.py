@@ -20,6 +20,7 @@ import os.path as osp
 import torch
 from clipbayes.compat import import_dassl
 from clipbayes.engine import checkpoint as ckpt
+from clipbayes.engine.budget import BudgetMeter
 from clipbayes.engine import cpu
 from clipbayes.engine import distributed as ddp
 from clipbayes.engine import progress
@@ -122,8 +123,10 @@ class PromptTrainer(TrainerX):
         if change:
             print(change)
         self.epoch_losses = []
+        self.budget.counting = True
 
     def after_epoch(self):
+        self.budget.counting = False
         super().after_epoch()
         losses = self.epoch_losses
         progress.report(self.epoch_clock.line(self.epoch, sum(losses) / len(losses) if losses else None))
@@ -149,6 +152,13 @@ class PromptTrainer(TrainerX):
             self.attach_train_features()
         super().before_train()
         self.epoch_clock = progress.EpochClock(self.start_epoch, self.max_epoch)
+        self.budget = BudgetMeter(self.model)
+
+    def after_train(self):
+        """Log what training spent (clipbayes/engine/budget.py), then Dassl's final test."""
+        print(self.budget.line(self.start_epoch + 1, self.max_epoch))
+        self.budget.close()
+        super().after_train()
 
     @torch.no_grad()
     def attach_train_features(self):
@@ -181,6 +191,7 @@ class PromptTrainer(TrainerX):
             else:
                 loss.backward()
                 self.optim.step()
+        self.budget.step(labels.shape[0] * ddp.world_size())
         summary = {"loss": loss.item(), "acc": (scores.argmax(-1) == labels).float().mean().item() * 100, **extras}
         self.epoch_losses.append(summary["loss"])
         if (self.batch_idx + 1) == self.num_batches:

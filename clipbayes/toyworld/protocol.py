@@ -19,11 +19,18 @@ A finished run is read back instead of repeated; an unfinished training run resu
 (checkpoints every epoch), bit for bit as ``train.py`` resumes. Under ``torchrun`` every process runs the same
 runs; which runs are finished and what they scored is read by rank 0 and shared with the others.
 
-A trainer without parameters (zero-shot CLIP) evaluates directly in each run. :func:`shared_options` set what every
-method shares (backbone, input, data, optimiser). A method whose cost per step differs a lot (image-conditioned
-prompts, Monte Carlo samples) can fit the protocol's budget with ``configs/trainers/<Name>/toy.yaml``: it is
-passed as ``--config-file``, and every key it sets wins over the shared options; the method's other keys keep
-their defaults.
+A trainer without parameters (zero-shot CLIP) evaluates directly in each run.
+
+**The budget rule** (docs/toyworld.md) is what :func:`trainer_options` applies to every registered method, today's
+and later ones: the same data and optimiser budget (:func:`shared_options`: 16 shots of the 50 base classes,
+``EPOCHS`` epochs of batch ``BATCH_SIZE`` with SGD at ``LR``, cosine decay after one constant warm-up epoch: the
+same optimiser steps and training images for every method, whatever a step costs it); the method's own keys at
+their defaults, except that a number of Monte Carlo draws (a key declared ``monte_carlo``) above
+``MONTE_CARLO_CAP`` is cut to it. A method may have ``configs/trainers/<Name>/toy.yaml`` (passed as
+``--config-file``) only for keys of its own node (the variant the table shows, or its published base-to-new
+setting; not its Monte Carlo draws) and for keys that cannot change a result (:data:`NEUTRAL_KEYS`);
+:func:`check_toy_file` refuses any other key. What the rule gave a run (steps, images, text sequences) is in its
+log (clipbayes/engine/budget.py) and read by :func:`read_budget`.
 """
 from __future__ import annotations
 
@@ -67,16 +74,25 @@ def toy_backbone(trainer: str) -> str:
     return "toyclip-vit" if get_method(trainer).vision_prompts else "toyclip"
 
 
+# The budget rule's numbers (docs/toyworld.md, "The budget rule").
+EPOCHS, BATCH_SIZE, LR = 10, 32, 0.002
+MONTE_CARLO_CAP = 10
+# Keys a toy.yaml may set besides its method's own: they change how fast a run goes, never what it computes.
+NEUTRAL_KEYS = {"DATALOADER.TEST.BATCH_SIZE": "images per evaluation batch"}
+
+
 def shared_options(root: Optional[str] = None, backbone: str = "toyclip") -> List[str]:
-    """``KEY VALUE`` overrides common to every run of the protocol (the method keys keep their defaults)."""
+    """``KEY VALUE`` overrides common to every run of the protocol: data, input, and the budget rule's optimiser
+    and loader (the method keys keep their defaults)."""
     return [
         "DATASET.ROOT", root or cache_root(), "DATASET.NUM_SHOTS", str(NUM_SHOTS),
         "MODEL.BACKBONE.NAME", backbone,
         "INPUT.SIZE", "(32, 32)", "INPUT.INTERPOLATION", "bicubic", "INPUT.TRANSFORMS", "('random_flip', 'normalize')",
         "INPUT.PIXEL_MEAN", str(list(PIXEL_MEAN)), "INPUT.PIXEL_STD", str(list(PIXEL_STD)),
-        "OPTIM.NAME", "sgd", "OPTIM.LR", "0.002", "OPTIM.MAX_EPOCH", "10", "OPTIM.LR_SCHEDULER", "cosine",
+        "OPTIM.NAME", "sgd", "OPTIM.LR", str(LR), "OPTIM.MAX_EPOCH", str(EPOCHS), "OPTIM.LR_SCHEDULER", "cosine",
         "OPTIM.WARMUP_EPOCH", "1", "OPTIM.WARMUP_TYPE", "constant", "OPTIM.WARMUP_CONS_LR", "1e-4",
-        "DATALOADER.TRAIN_X.BATCH_SIZE", "32", "DATALOADER.TEST.BATCH_SIZE", "500", "DATALOADER.NUM_WORKERS", "0",
+        "DATALOADER.TRAIN_X.BATCH_SIZE", str(BATCH_SIZE), "DATALOADER.TEST.BATCH_SIZE", "500",
+        "DATALOADER.NUM_WORKERS", "0",
         "TRAIN.PRINT_FREQ", "25", "TRAIN.CHECKPOINT_FREQ", "1", "TEST.FINAL_MODEL", "last_step",
     ]
 
@@ -97,17 +113,68 @@ def _keys_set(node: dict, prefix: str = "") -> set:
     return keys
 
 
+def monte_carlo_options() -> List[str]:
+    """``KEY VALUE`` pairs cutting every registered method's Monte Carlo draws above ``MONTE_CARLO_CAP`` to it (a
+    Bayesian treatment reads its base learner's node, so every node is capped, not only the trainer's)."""
+    from clipbayes.registry import list_methods
+
+    return [item for method in list_methods() for name, key in method.keys.items()
+            if key.monte_carlo and key.default > MONTE_CARLO_CAP
+            for item in (f"TRAINER.{method.node}.{name}", str(MONTE_CARLO_CAP))]
+
+
+class BudgetRuleError(ValueError):
+    pass
+
+
+def check_toy_file(trainer: str, path: str) -> None:
+    """Refuse a toy.yaml that sets what the budget rule fixes for every method: any key outside the method's own
+    node but :data:`NEUTRAL_KEYS`, and the method's Monte Carlo draws."""
+    from clipbayes.registry import get_method
+
+    method = get_method(trainer)
+    with open(path) as handle:
+        keys = _keys_set(yaml.safe_load(handle))
+    own = f"TRAINER.{method.node}."
+    for key in sorted(keys):
+        if key in NEUTRAL_KEYS:
+            continue
+        if key.startswith(own):
+            declared = method.keys.get(key[len(own):])
+            if declared is not None and declared.monte_carlo:
+                raise BudgetRuleError(
+                    f"{path} sets {key}, a number of Monte Carlo draws: the toy world's budget rule gives every "
+                    f"method its default draws, cut to {MONTE_CARLO_CAP} (clipbayes/toyworld/protocol.py, "
+                    f"docs/toyworld.md). Remove the key from the file.")
+            continue
+        raise BudgetRuleError(
+            f"{path} sets {key}: the toy world's budget rule gives every method the same data, optimiser, schedule "
+            f"and batch (docs/toyworld.md, 'The budget rule'), so a toy.yaml may set only keys of its own node "
+            f"{own}* (not its Monte Carlo draws) and {', '.join(NEUTRAL_KEYS)}. Remove the key, or change the rule "
+            f"for every method in clipbayes/toyworld/protocol.py.")
+
+
 def trainer_options(trainer: str, root: Optional[str] = None, backbone: Optional[str] = None) -> List[str]:
-    """Command-line arguments of ``trainer``'s runs: its toy.yaml (if any) and the shared options it does not set
-    (on ``backbone``, default :func:`toy_backbone`)."""
+    """Command-line arguments of ``trainer``'s runs under the budget rule: its toy.yaml (if any, checked by
+    :func:`check_toy_file`), the shared options it does not set (on ``backbone``, default :func:`toy_backbone`)
+    and the Monte Carlo cap."""
     path = toy_config_file(trainer)
-    shared = shared_options(root, backbone or toy_backbone(trainer))
+    shared = shared_options(root, backbone or toy_backbone(trainer)) + monte_carlo_options()
     if path is None:
         return shared
+    check_toy_file(trainer, path)
     with open(path) as handle:
         overridden = _keys_set(yaml.safe_load(handle))
     pairs = [(shared[i], shared[i + 1]) for i in range(0, len(shared), 2) if shared[i] not in overridden]
     return ["--config-file", path] + [item for pair in pairs for item in pair]
+
+
+def read_budget(root: str, trainer: str, seed: int, label: str = "toy"):
+    """What the rule gave ``trainer``'s training run at ``seed`` under ``root`` (clipbayes.engine.budget.Budget:
+    steps, images, text sequences, the epochs counted), None for a method without training."""
+    from clipbayes.engine.budget import read_budget as read_log
+
+    return read_log(run_dirs(root, trainer, seed, label)["train_base"])
 
 
 def run_split(run: str) -> str:

@@ -31,8 +31,9 @@ KEYS = {
     **precision_key("fp16"),
     "POSTERIOR": Key("unconditional", "q(r) (unconditional) or q(r | x) (conditional)",
                      choices=("unconditional", "conditional")),
-    "N_SAMPLES_TRAIN": Key(10, "L, Monte Carlo samples of r per training step", check=at_least(1)),
-    "N_SAMPLES_TEST": Key(10, "L at prediction", check=at_least(1)),
+    "N_SAMPLES_TRAIN": Key(10, "L, Monte Carlo samples of r per training step", check=at_least(1),
+                           monte_carlo=True),
+    "N_SAMPLES_TEST": Key(10, "L at prediction", check=at_least(1), monte_carlo=True),
     "KL_WEIGHT": Key(0.001, "beta, weight of KL(q || N(0, I))", check=at_least(0, integer=False)),
     "INIT_LOGVAR_RANGE": Key((0.0, 1.0), "unconditional log-variance init U[low, high); (-10.0, -10.0) is a "
                                          "constant", check=ordered_pair()),

@@ -30,7 +30,7 @@ KEYS = {
                          "logits still give omega)", check=at_least(0, integer=False)),
     "ALPHA": Key(1.0, "precision alpha of the OVE-PG conditional posterior (official train.py default 1000; every "
                       "official config sets 1.0)", check=at_least(0, integer=False)),
-    "M": Key(1, "Gibbs samples of the Polya-Gamma augmentation", check=at_least(1)),
+    "M": Key(1, "Gibbs samples of the Polya-Gamma augmentation", check=at_least(1), monte_carlo=True),
     "OMEGA": Key("official", "Polya-Gamma mean: the official formula (reproduces the paper's numbers) or the exact "
                              "one (clipbayes.objectives.polya_gamma_mean)", choices=OMEGA_FORMULAS),
     **template_keys(),
