@@ -96,6 +96,7 @@ class PromptTrainer(TrainerX):
             self.scaler = grad_scaler(self.precision, self.learner_dtype, self.device)
             print(f"Precision: frozen CLIP {self.precision}, learner {self.learner_dtype} (LEARNER_PREC "
                   f"{self.method_cfg.LEARNER_PREC})" + ("; dynamic loss scaling" if self.scaler else ""))
+        self.budget = BudgetMeter(self.model)  # what training spends (counts during training epochs only)
         self.ddp_step = None
         if ddp.world_size() > 1:
             if self.is_trainable:
@@ -152,7 +153,6 @@ class PromptTrainer(TrainerX):
             self.attach_train_features()
         super().before_train()
         self.epoch_clock = progress.EpochClock(self.start_epoch, self.max_epoch)
-        self.budget = BudgetMeter(self.model)
 
     def after_train(self):
         """Log what training spent (clipbayes/engine/budget.py), then Dassl's final test."""
